@@ -1,0 +1,1 @@
+"""Data stage: synthesize the embedded default datasets or download the real ones (checksummed)."""

@@ -1,0 +1,39 @@
+"""Shared test helpers: run Snakemake on this repository's Snakefile in a scratch folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "workflow" / "configs" / "smoke.yaml"
+FULL = REPO / "workflow" / "configs" / "full.yaml"
+
+
+def torch_single_thread() -> None:
+    """Tests run torch with one thread (2 oversubscribed threads are 20-120x slower)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def snakemake_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def run_snakemake(args: list[str], workdir: Path, *, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``snakemake`` with this repo's Snakefile in ``workdir``; output captured as text."""
+    cmd = [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=snakemake_env(), timeout=timeout, cwd=REPO)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread() -> None:
+    torch_single_thread()

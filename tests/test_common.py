@@ -1,0 +1,95 @@
+"""repro.common: atomic I/O, provenance, claims contract, checkpoints, seeding."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from repro.common import ClaimRow, ci95, verdict_from_ci, write_claims
+from repro.common.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from repro.common.claims import CLAIM_KEYS, read_claims
+from repro.common.io import atomic_write_json, read_json
+from repro.common.provenance import sidecar_path, write_provenance
+from repro.common.runtime import seed_everything
+
+
+def test_atomic_json_roundtrip_with_numpy(tmp_path: Path) -> None:
+    path = atomic_write_json(tmp_path / "a" / "b.json", {"x": np.float32(1.5), "y": np.arange(3)})
+    assert read_json(path) == {"x": 1.5, "y": [0, 1, 2]}
+    assert [p.name for p in path.parent.iterdir()] == ["b.json"]  # no temp file left behind
+
+
+def test_read_json_names_bad_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope")
+    with pytest.raises(ValueError, match="bad.json"):
+        read_json(bad)
+
+
+def test_provenance_has_config_seed_commit_packages(tmp_path: Path) -> None:
+    out = tmp_path / "result.npz"
+    out.write_bytes(b"x")
+    write_provenance(out, {"lr": 0.1}, 7, started="2026-01-01T00:00:00+00:00", stage="t")
+    rec = read_json(sidecar_path(out))
+    assert rec["config"] == {"lr": 0.1} and rec["seed"] == 7
+    assert rec["git_commit"] and rec["packages"]["torch"] == torch.__version__.split("+")[0]
+    assert rec["started"] and rec["finished"] and rec["host"]
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    assert sidecar_path(folder) == folder / "provenance.json"
+
+
+def test_ci95_matches_student_t() -> None:
+    mean, ci = ci95([1.0, 2.0, 3.0])
+    assert mean == 2.0
+    half = 4.302652729911275 * 1.0 / math.sqrt(3)  # t_{0.975, 2} * sd / sqrt(n)
+    assert ci == pytest.approx([2.0 - half, 2.0 + half])
+    assert ci95([5.0]) == (5.0, None)
+    assert ci95([]) == (None, None)
+
+
+@pytest.mark.parametrize(
+    "ci, higher, expected",
+    [([0.1, 0.3], True, "holds"), ([-0.3, -0.1], True, "fails"), ([-0.1, 0.2], True, "inconclusive"),
+     (None, True, "inconclusive"), ([-0.3, -0.1], False, "holds")],
+)
+def test_verdict_from_ci(ci, higher, expected) -> None:
+    assert verdict_from_ci(ci, higher_is_better=higher) == expected
+
+
+def _row(**kw) -> dict:
+    row = dict(paper="1612.03144", claim_id="fpn_ap", claim="FPN beats C4.", metric="AP", paper_value=33.9,
+               ours_mean=0.5, ours_ci95=[0.4, 0.6], n_seeds=2, verdict="holds", scale_note="tiny")
+    row.update(kw)
+    return row
+
+
+def test_claims_contract_roundtrip_and_rejections(tmp_path: Path) -> None:
+    path = tmp_path / "claims" / "x.json"
+    write_claims(path, [ClaimRow(**_row()), _row(claim_id="b", ours_mean=None, ours_ci95=None, verdict="inconclusive")])
+    rows = read_claims(path)
+    assert [tuple(r) for r in rows] == [CLAIM_KEYS, CLAIM_KEYS]
+    assert json.loads(path.read_text())[1]["ours_mean"] is None
+    with pytest.raises(ValueError, match="verdict"):
+        write_claims(path, [_row(verdict="maybe")])
+    extra = _row()
+    extra["extra"] = 1
+    with pytest.raises(ValueError, match="unexpected keys \\['extra'\\]"):
+        write_claims(path, [extra])
+
+
+def test_checkpoint_roundtrip_weights_only_and_rng(tmp_path: Path) -> None:
+    assert load_checkpoint(tmp_path) is None
+    seed_everything(3)
+    model = torch.nn.Linear(2, 2)
+    save_checkpoint(tmp_path, {"model": model.state_dict(), "step": 5, "rng": rng_state()})
+    expected = (torch.rand(3), np.random.rand(3))
+    ckpt = load_checkpoint(tmp_path)  # weights_only=True inside
+    assert ckpt["step"] == 5
+    set_rng_state(ckpt["rng"])
+    assert torch.equal(torch.rand(3), expected[0]) and np.array_equal(np.random.rand(3), expected[1])

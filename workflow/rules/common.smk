@@ -1,0 +1,83 @@
+# The one place with Python logic: config validation, stage config as JSON, input functions.
+import json
+import os
+
+from snakemake.utils import validate
+
+
+def _validate_config(cfg):
+    """Validate against the schema (filling defaults); name the offending key on failure."""
+    import jsonschema
+    import yaml
+
+    schema_path = os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml")
+    schema = yaml.safe_load(open(schema_path))
+    errors = sorted(
+        jsonschema.Draft202012Validator(schema).iter_errors(cfg), key=lambda e: list(e.path)
+    )
+    if errors:
+        lines = []
+        for err in errors:
+            key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
+            lines.append(f"  config key '{key}': {err.message}")
+        raise ValueError("invalid configuration (see workflow/schemas/config.schema.yaml):\n" + "\n".join(lines))
+    validate(cfg, schema=schema_path)  # snakemake's validator also fills in the schema defaults
+
+
+_validate_config(config)
+
+# Rules call `python -m repro.<stage>`; make the package importable even where it is not
+# pip-installed (conda envs via --sdm conda, cluster nodes with --export=ALL).
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        p for p in [os.path.join(workflow.basedir, "src"), os.environ.get("PYTHONPATH", "")] if p
+    )
+)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+SEED = config["seed"]
+THREADS = config["threads"]
+DOWNLOADS = sorted(config.get("downloads", {}))
+
+
+def as_json(obj):
+    """A config section as one JSON word for a stage CLI's --config."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def raw_dataset(name):
+    """Folder of a downloaded dataset; fails early if the config has no download entry for it."""
+    if name not in config.get("downloads", {}):
+        raise ValueError(f"config key 'downloads.{name}' is missing but a data source needs it")
+    return f"results/data/raw/{name}"
+
+
+def videos_input():
+    """Synthetic videos or the downloaded/local video folder, as data.videos.source says."""
+    if config["data"]["videos"]["source"] == "synthetic":
+        return "results/data/videos"
+    return raw_dataset("videos")
+
+
+def detection_input():
+    """Synthetic COCO-format set, or COCO 2017 / VOC 2007 as data.detection.source says."""
+    source = config["data"]["detection"]["source"]
+    return "results/data/detection" if source == "synthetic" else raw_dataset(source)
+
+
+def classification_input():
+    source = config["data"]["classification"]["source"]
+    return "results/data/classification.npz" if source == "synthetic" else raw_dataset(source)
+
+
+def final_outputs():
+    """The default target's inputs, i.e. the outputs of every stage that exists."""
+    outs = [
+        videos_input(),
+        detection_input(),
+        classification_input(),
+        "results/data/mixtures",
+        "results/data/digits.npz",
+    ]
+    outs += [f"results/data/raw/{name}" for name in DOWNLOADS]
+    return list(dict.fromkeys(outs))

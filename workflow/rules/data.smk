@@ -1,0 +1,130 @@
+# Data stage: synthesize the embedded default, or download real datasets (full scale).
+
+
+rule synth_videos:
+    output:
+        directory("results/data/videos"),
+    params:
+        cfg=as_json(config["data"]["videos"]),
+        seed=SEED,
+    log:
+        "results/logs/data/videos.log",
+    benchmark:
+        "results/benchmarks/data/videos.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m repro.data videos --config {params.cfg:q} --seed {params.seed} --threads {threads}"
+        " --out {output} > {log} 2>&1"
+
+
+rule synth_detection:
+    output:
+        directory("results/data/detection"),
+    params:
+        cfg=as_json(config["data"]["detection"]),
+        seed=SEED,
+    log:
+        "results/logs/data/detection.log",
+    benchmark:
+        "results/benchmarks/data/detection.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m repro.data detection --config {params.cfg:q} --seed {params.seed} --threads {threads}"
+        " --out {output} > {log} 2>&1"
+
+
+rule synth_mixtures:
+    output:
+        directory("results/data/mixtures"),
+    params:
+        cfg=as_json(config["data"]["mixtures"]),
+        seed=SEED,
+    log:
+        "results/logs/data/mixtures.log",
+    benchmark:
+        "results/benchmarks/data/mixtures.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m repro.data mixtures --config {params.cfg:q} --seed {params.seed} --threads {threads}"
+        " --out {output} > {log} 2>&1"
+
+
+rule digits:
+    output:
+        "results/data/digits.npz",
+    params:
+        cfg=as_json(config["data"]["digits"]),
+        seed=SEED,
+    log:
+        "results/logs/data/digits.log",
+    benchmark:
+        "results/benchmarks/data/digits.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m repro.data digits --config {params.cfg:q} --seed {params.seed} --threads {threads}"
+        " --out {output} > {log} 2>&1"
+
+
+rule synth_classification:
+    output:
+        "results/data/classification.npz",
+    params:
+        cfg=as_json(config["data"]["classification"]),
+        seed=SEED,
+    log:
+        "results/logs/data/classification.log",
+    benchmark:
+        "results/benchmarks/data/classification.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m repro.data classification --config {params.cfg:q} --seed {params.seed}"
+        " --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule download:
+    output:
+        directory("results/data/raw/{dataset}"),
+    params:
+        spec=lambda wc: as_json(config["downloads"][wc.dataset]),
+        cache=lambda wc: f"results/downloads/{wc.dataset}",  # partial/verified archives (kept on failure)
+    log:
+        "results/logs/data/download_{dataset}.log",
+    benchmark:
+        "results/benchmarks/data/download_{dataset}.tsv"
+    wildcard_constraints:
+        dataset="|".join(DOWNLOADS) or "__none__",
+    threads: 1
+    retries: 2
+    resources:
+        mem_mb=2000,
+        runtime=720,
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m repro.data download --config {params.spec:q} --out {output}"
+        " --cache {params.cache} > {log} 2>&1"
