@@ -70,6 +70,15 @@ def classification_input():
     return "results/data/classification.npz" if source == "synthetic" else raw_dataset(source)
 
 
+# Each stage's .smk registers its final outputs here with `register_targets(...)`;
+# `rule all` (defined after the includes) builds all of them.
+STAGE_TARGETS = []
+
+
+def register_targets(*paths):
+    STAGE_TARGETS.extend(paths)
+
+
 def final_outputs():
     """The default target's inputs, i.e. the outputs of every stage that exists."""
     outs = [
@@ -80,4 +89,5 @@ def final_outputs():
         "results/data/digits.npz",
     ]
     outs += [f"results/data/raw/{name}" for name in DOWNLOADS]
+    outs += STAGE_TARGETS
     return list(dict.fromkeys(outs))
