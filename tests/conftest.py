@@ -37,3 +37,19 @@ def run_snakemake(args: list[str], workdir: Path, *, timeout: float = 600) -> su
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread() -> None:
     torch_single_thread()
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole DAG on the smoke config, run once per test session; returns its work folder.
+
+    Stage tests that check real pipeline outputs request this fixture instead of running their own.
+    """
+    workdir = tmp_path_factory.mktemp("smoke")
+    proc = run_snakemake(["--cores", "2", "--configfile", str(SMOKE)], workdir, timeout=900)
+    if proc.returncode != 0:
+        logs = "\n".join(
+            f"--- {p.relative_to(workdir)}\n{p.read_text()[-1500:]}" for p in sorted(workdir.glob("results/logs/**/*.log"))
+        )
+        pytest.fail(f"smoke run failed:\n{proc.stderr[-4000:]}\n{logs[-6000:]}")
+    return workdir

@@ -1,7 +1,7 @@
 """Download, verify and safely extract one real dataset (full scale only).
 
 A dataset spec is either ``{"files": [{"url", "md5" | "sha256", "extract"}, ...]}`` or
-``{"local": "/folder"}`` (see ``workflow/configs/downloads.yaml``). Files are fetched into a cache
+``{"local": "/folder"}`` (see ``downloads:`` in ``workflow/configs/full.yaml``). Files are fetched into a cache
 folder through a ``.part`` file (resumed with HTTP Range requests, retried on dropped connections),
 checked against their published digest, then unpacked into a temporary folder beside ``out_dir``
 that replaces ``out_dir`` in one rename: a failed run never leaves a half-filled dataset folder.
@@ -287,6 +287,9 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
     if out_dir.exists() or out_dir.is_symlink():
         old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
         os.replace(out_dir, old / "d")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp made it 0700
     os.replace(tmp, out_dir)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
