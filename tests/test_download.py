@@ -299,3 +299,37 @@ def test_full_config_downloads_are_well_formed():
             assert entry["url"].startswith("http"), name
     assert len(specs["mnist"]["files"]) == 4
     assert all("ossci-datasets" in f["url"] for f in specs["mnist"]["files"])
+
+
+# ------------------------------------------------------------------ the Snakemake rule, end to end
+def test_download_rule_against_local_server(server, tmp_path):
+    """`snakemake results/data/raw/<name>` through rule `download`: a good archive (served with a
+    dropped connection first) lands verified; a corrupt one fails the job and is never used."""
+    import yaml
+
+    from conftest import run_snakemake
+
+    base, state = server
+    good = _targz(PAYLOAD)
+    state.files["/good.tar.gz"] = good
+    state.files["/corrupt.zip"] = _zip(PAYLOAD)
+    state.drop_once.add("/good.tar.gz")
+    cfg = tmp_path / "dl.yaml"
+    cfg.write_text(yaml.safe_dump({"downloads": {
+        "tinyset": {"files": [{"url": f"{base}/good.tar.gz", "md5": hashlib.md5(good).hexdigest()}]},
+        "badset": {"files": [{"url": f"{base}/corrupt.zip", "md5": "0" * 32}]},
+    }}))
+    wd = tmp_path / "wd"
+    ok = run_snakemake(["results/data/raw/tinyset", "--cores", "1", "--configfile", str(cfg)], wd)
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    out = wd / "results" / "data" / "raw" / "tinyset"
+    assert (out / "data" / "a.txt").read_bytes() == PAYLOAD["data/a.txt"]
+    assert (out / "provenance.json").exists()
+    assert any(r for p, r in state.hits if p == "/good.tar.gz" and r), "no Range request after the drop"
+
+    bad = run_snakemake(["results/data/raw/badset", "--cores", "1", "--configfile", str(cfg)], wd)
+    assert bad.returncode != 0
+    log = (wd / "results" / "logs" / "data" / "download_badset.log").read_text()
+    assert "corrupt.zip" in log and "ChecksumError" in log
+    assert not (wd / "results" / "data" / "raw" / "badset").exists()
+    assert (out / "data" / "a.txt").exists(), "an earlier, good download was lost"
