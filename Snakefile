@@ -8,8 +8,13 @@ min_version("9.0")
 configfile: workflow.source_path("config.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+# stage includes go above this line; the report stage reads what they registered, so it stays last
+include: "workflow/rules/report.smk"
 
 
 rule all:

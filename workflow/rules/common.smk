@@ -79,6 +79,16 @@ def register_targets(*paths):
     STAGE_TARGETS.extend(paths)
 
 
+def report_claims(wildcards):
+    """Claims files the stages registered (input of rule report)."""
+    return sorted(t for t in STAGE_TARGETS if t.startswith("results/claims/") and t.endswith(".json"))
+
+
+def report_figures(wildcards):
+    """Figures the stages registered (embedded in the report)."""
+    return sorted(str(t) for t in STAGE_TARGETS if str(t).endswith((".png", ".svg")))
+
+
 def final_outputs():
     """The default target's inputs, i.e. the outputs of every stage that exists."""
     outs = [

@@ -1,0 +1,98 @@
+"""Gather the stages' claims files and the papers' reference values into one table.
+
+Every entry of ``repro/common/paper_values/*.yaml`` appears in the table: claims a stage measured carry
+its numbers; reference entries no stage produced are marked "not run at this scale". Claims with a
+missing measurement stay in the table with empty values rather than breaking the report.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from repro.common.claims import CLAIM_KEYS, read_claims
+from repro.common.paper_values import all_paper_values
+
+PAPERS = {
+    "1708.02901": "Transitive Invariance for Self-supervised Visual Representation Learning (Wang, He, Gupta 2017)",
+    "1708.03888": "Large Batch Training of Convolutional Networks — LARS (You, Gitman, Ginsburg 2017)",
+    "1612.03144": "Feature Pyramid Networks for Object Detection (Lin et al. 2017)",
+    "1612.02136": "Mode Regularized Generative Adversarial Networks (Che et al. 2017)",
+    "1708.02556": "MGAN: Training GANs with Multiple Generators (Hoang et al. 2018)",
+    "1612.01543": "Towards the Limit of Network Quantization (Choi, El-Khamy, Lee 2017)",
+}
+
+NOT_RUN = "not run at this scale"
+COLUMNS = ["stage", *CLAIM_KEYS, "where", "unit", "status"]
+
+
+def collect_claims(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """One row per claim: measured rows from the claims files plus unmeasured reference entries."""
+    refs = all_paper_values()
+    rows = []
+    seen: set[str] = set()
+    for path in paths:
+        stage = Path(path).stem
+        for row in read_claims(path):
+            ref = refs.get(row["claim_id"], {})
+            status = "measured" if row["ours_mean"] is not None else "missing value"
+            rows.append({"stage": stage, **row, "where": ref.get("where", ""), "unit": ref.get("unit", ""), "status": status})
+            seen.add(row["claim_id"])
+    for claim_id, ref in refs.items():
+        if claim_id in seen:
+            continue
+        rows.append(
+            {
+                "stage": ref["stage"],
+                "paper": str(ref["paper"]),
+                "claim_id": claim_id,
+                "claim": ref["claim"],
+                "metric": ref.get("metric", ref["unit"]),
+                "paper_value": ref["value"],
+                "ours_mean": None,
+                "ours_ci95": None,
+                "n_seeds": 0,
+                "verdict": "inconclusive",
+                "scale_note": NOT_RUN,
+                "where": ref["where"],
+                "unit": ref["unit"],
+                "status": NOT_RUN,
+            }
+        )
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    return frame.sort_values(["paper", "stage", "claim_id"], kind="stable").reset_index(drop=True)
+
+
+def verdict_summary(claims: pd.DataFrame) -> pd.DataFrame:
+    """Per paper: how many measured claims hold, fail or are inconclusive, and how many were not run."""
+    out = []
+    for paper, group in claims.groupby("paper", sort=True):
+        measured = group[group["status"] != NOT_RUN]
+        out.append(
+            {
+                "paper": paper,
+                "title": PAPERS.get(paper, ""),
+                "holds": int((measured["verdict"] == "holds").sum()),
+                "fails": int((measured["verdict"] == "fails").sum()),
+                "inconclusive": int((measured["verdict"] == "inconclusive").sum()),
+                NOT_RUN: int((group["status"] == NOT_RUN).sum()),
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def stage_wall_times(benchmark_dir: str | os.PathLike | None) -> pd.DataFrame:
+    """Wall seconds per stage and per job, from Snakemake's ``benchmark:`` TSV files (empty if none)."""
+    rows = []
+    root = Path(benchmark_dir) if benchmark_dir is not None else None
+    for tsv in sorted(root.glob("**/*.tsv")) if root is not None and root.is_dir() else []:
+        try:
+            seconds = float(pd.read_csv(tsv, sep="\t")["s"].iloc[-1])
+        except (KeyError, IndexError, ValueError, pd.errors.EmptyDataError):
+            continue
+        rel = tsv.relative_to(root)
+        rows.append({"stage": rel.parts[0], "job": str(rel.with_suffix("")), "seconds": seconds})
+    return pd.DataFrame(rows, columns=["stage", "job", "seconds"])

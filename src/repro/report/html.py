@@ -1,0 +1,120 @@
+"""Render the one-page, self-contained HTML report (figures embedded as data URIs)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import mimetypes
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from repro.report.collect import NOT_RUN, PAPERS
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
+table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.9em;width:100%}
+th,td{border:1px solid #ccc;padding:4px 6px;text-align:left;vertical-align:top}
+th{background:#f0f3f7} td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.holds{background:#e3f2e5}.fails{background:#fbe3e3}.inconclusive{background:#f1f1f1}.notrun{color:#888}
+figure{display:inline-block;margin:0.5em;max-width:100%} figure img{max-width:560px;border:1px solid #ddd}
+figcaption{font-size:0.85em;color:#555} code{font-size:0.9em} h2{border-bottom:2px solid #1f4e79;padding-bottom:2px}
+"""
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return html.escape(str(value))
+
+
+def _ours(row: pd.Series) -> str:
+    if row["status"] == NOT_RUN:
+        return f'<span class="notrun">{NOT_RUN}</span>'
+    if row["ours_mean"] is None or pd.isna(row["ours_mean"]):
+        return "missing value"
+    ci = row["ours_ci95"]
+    text = _fmt(float(row["ours_mean"]))
+    if isinstance(ci, (list, tuple)) and len(ci) == 2:
+        text += f" [{_fmt(float(ci[0]))}, {_fmt(float(ci[1]))}]"
+    return f"{text} (n={int(row['n_seeds'])})"
+
+
+def embed(path: str | os.PathLike) -> str:
+    """A file as a data: URI, so the page is one self-contained file."""
+    path = Path(path)
+    mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
+
+
+def _figure(path: Path, caption: str) -> str:
+    return f'<figure><img src="{embed(path)}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+
+
+def _claims_table(rows: pd.DataFrame) -> str:
+    head = "<tr><th>claim</th><th>metric</th><th>paper (where)</th><th>ours: mean [95% CI] (n seeds)</th><th>verdict</th><th>scale note</th></tr>"
+    body = []
+    for _, row in rows.iterrows():
+        cls = "notrun" if row["status"] == NOT_RUN else row["verdict"]
+        where = f" ({html.escape(str(row['where']))})" if row["where"] else ""
+        unit = f" {html.escape(str(row['unit']))}" if row["unit"] and row["paper_value"] is not None else ""
+        body.append(
+            f'<tr class="{cls}"><td><b>{html.escape(row["claim_id"])}</b><br>{html.escape(row["claim"])}</td>'
+            f'<td>{html.escape(str(row["metric"]))}</td><td class="num">{_fmt(row["paper_value"])}{unit}{where}</td>'
+            f'<td class="num">{_ours(row)}</td><td>{html.escape(row["verdict"])}</td><td>{html.escape(str(row["scale_note"]))}</td></tr>'
+        )
+    return f"<table>{head}{''.join(body)}</table>"
+
+
+def render(
+    claims: pd.DataFrame,
+    summary: pd.DataFrame,
+    overview_figures: dict[str, Path],
+    stage_figures: dict[str, list[Path]],
+    provenance: dict[str, Any],
+    wall_times: pd.DataFrame,
+) -> str:
+    """The whole page: summary, one section per paper, the stages' figures, provenance."""
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>repro report</title><style>{CSS}</style></head><body>"]
+    parts.append("<h1>Reproduction report</h1>")
+    parts.append(
+        f"<p>Scale <b>{html.escape(str(provenance.get('scale')))}</b>, commit <code>{html.escape(str(provenance.get('git_commit')))}</code>, "
+        f"run {html.escape(str(provenance.get('finished')))}. Verdicts: <i>holds</i> when the 95% CI over seeds lies on the claimed side, "
+        "<i>fails</i> when it lies on the other, <i>inconclusive</i> otherwise.</p>"
+    )
+    parts.append("<h2>Summary</h2><table><tr><th>paper</th><th>title</th><th>holds</th><th>fails</th><th>inconclusive</th><th>not run at this scale</th></tr>")
+    for _, s in summary.iterrows():
+        parts.append(
+            f"<tr><td><a href='#p{s['paper']}'>{s['paper']}</a></td><td>{html.escape(s['title'])}</td><td class='num'>{s['holds']}</td>"
+            f"<td class='num'>{s['fails']}</td><td class='num'>{s['inconclusive']}</td><td class='num'>{s[NOT_RUN]}</td></tr>"
+        )
+    parts.append("</table>")
+    for paper, rows in claims.groupby("paper", sort=True):
+        title = PAPERS.get(paper, "")
+        parts.append(f"<h2 id='p{paper}'>arXiv {html.escape(paper)}: {html.escape(title)}</h2>")
+        parts.append(_claims_table(rows))
+        if paper in overview_figures:
+            parts.append(_figure(overview_figures[paper], f"arXiv {paper}: the paper's number beside ours per claim"))
+    if stage_figures:
+        parts.append("<h2>Figures by stage</h2>")
+        for stage, paths in sorted(stage_figures.items()):
+            parts.append(f"<h3>{html.escape(stage)}</h3>")
+            parts.extend(_figure(p, p.name) for p in paths)
+    parts.append("<h2>Provenance</h2><table>")
+    for key in ("git_commit", "config_sha256", "scale", "started", "finished", "host", "python"):
+        parts.append(f"<tr><th>{key}</th><td><code>{html.escape(str(provenance.get(key)))}</code></td></tr>")
+    pkgs = ", ".join(f"{k} {v}" for k, v in (provenance.get("packages") or {}).items())
+    parts.append(f"<tr><th>packages</th><td>{html.escape(pkgs)}</td></tr></table>")
+    if not wall_times.empty:
+        per_stage = wall_times.groupby("stage")["seconds"].agg(["sum", "count", "max"]).reset_index()
+        parts.append("<h3>Wall time per stage (Snakemake benchmark files)</h3><table><tr><th>stage</th><th>jobs</th><th>total s</th><th>longest job s</th></tr>")
+        for _, r in per_stage.iterrows():
+            parts.append(f"<tr><td>{html.escape(r['stage'])}</td><td class='num'>{int(r['count'])}</td><td class='num'>{r['sum']:.1f}</td><td class='num'>{r['max']:.1f}</td></tr>")
+        parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)

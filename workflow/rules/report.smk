@@ -1,0 +1,34 @@
+# Report stage: every stage's claims beside the papers' numbers, figures, provenance.
+# Included last: its inputs are the claims files and figures the stages registered.
+
+
+rule report:
+    input:
+        claims=report_claims,
+        figures=report_figures,
+    output:
+        csv="results/claims.csv",
+        html=report(
+            "results/report/index.html",
+            caption="../report/report_page.rst",
+            category="Report",
+        ),
+    params:
+        cfg=as_json(config),
+        benchmarks="results/benchmarks",
+    log:
+        "results/logs/report/report.log",
+    benchmark:
+        "results/benchmarks/report/report.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m repro.report --config {params.cfg:q} --claims {input.claims} --figures {input.figures}"
+        " --benchmarks {params.benchmarks} --out-csv {output.csv} --out-html {output.html} > {log} 2>&1"
+
+
+register_targets(rules.report.output.csv, rules.report.output.html)
