@@ -46,6 +46,7 @@ PHOTO_NAMES: tuple[str, ...] = (
 )
 
 _SUBPIX = 4  # cv2.fillPoly fractional bits: vertices are placed with 1/16 px precision
+_SUPER = 4  # supersampling factor of shape masks
 
 
 def _regular(n: int, radius: float, phase_deg: float = -90.0) -> np.ndarray:
@@ -103,12 +104,16 @@ def shape_mask(cls: int, size: float, angle_deg: float = 0.0, canvas: int | None
         center = ((canvas - 1) / 2.0, (canvas - 1) / 2.0)
     t = np.deg2rad(angle_deg)
     rot = np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])  # image y axis points down
-    out = np.zeros((canvas, canvas), np.uint8)
-    scale = size / 2.0
+    # Exact-ish coverage: fill at _SUPER x resolution (sub-pixel vertices), then box-filter down.
+    # (cv2's LINE_AA fill bleeds about a pixel outwards, which would bias small boxes.)
+    big = np.zeros((canvas * _SUPER, canvas * _SUPER), np.uint8)
+    scale = size / 2.0 * _SUPER
+    origin = (np.asarray(center, float) + 0.5) * _SUPER - 0.5  # pixel centres at integers
     for poly, value in _SHAPES[SHAPE_CLASSES[cls]]:
-        pts = poly @ rot.T * scale + np.asarray(center)
+        pts = poly @ rot.T * scale + origin
         pts = np.round(pts * (1 << _SUBPIX)).astype(np.int32)
-        cv2.fillPoly(out, [pts], 255 * value, lineType=cv2.LINE_AA, shift=_SUBPIX)
+        cv2.fillPoly(big, [pts], 255 * value, lineType=cv2.LINE_8, shift=_SUBPIX)
+    out = cv2.resize(big, (canvas, canvas), interpolation=cv2.INTER_AREA)
     return out.astype(np.float32) / 255.0
 
 
@@ -178,7 +183,7 @@ def render_object(cls: int, size: float, appearance: Appearance, angle_deg: floa
                   brightness: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Render one textured object: returns ``(rgb, alpha)``, float32, ``P x P x 3`` and ``P x P``.
 
-    ``P = ceil(size) + 2``; the texture is resized to the object and rotated with it (the object is
+    ``P = ceil(size) + 4``; the texture is resized to the object and rotated with it (the object is
     a rigid textured body), then scaled by ``brightness`` and clipped to [0, 1].
     """
     alpha = shape_mask(cls, size, angle_deg)
