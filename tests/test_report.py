@@ -117,3 +117,8 @@ def chromium_check(html_path: Path, out_png: Path) -> tuple[int, int]:
 def test_report_renders_in_headless_chromium_without_broken_images(fixture_run: Path, tmp_path: Path) -> None:
     images, broken = chromium_check(fixture_run / "report" / "index.html", tmp_path / "shot.png")
     assert images >= 2 and broken == 0
+
+
+def test_report_with_no_claims_files_still_builds(tmp_path: Path) -> None:
+    assert main(["--out-csv", str(tmp_path / "c.csv"), "--out-html", str(tmp_path / "r" / "index.html")]) == 0
+    assert "<h2>Summary</h2>" in (tmp_path / "r" / "index.html").read_text()

@@ -81,7 +81,7 @@ def verdict_summary(claims: pd.DataFrame) -> pd.DataFrame:
                 NOT_RUN: int((group["status"] == NOT_RUN).sum()),
             }
         )
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, columns=["paper", "title", "holds", "fails", "inconclusive", NOT_RUN])
 
 
 def stage_wall_times(benchmark_dir: str | os.PathLike | None) -> pd.DataFrame:
