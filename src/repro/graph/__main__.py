@@ -1,0 +1,5 @@
+import sys
+
+from repro.graph.cli import main
+
+sys.exit(main())
