@@ -1,0 +1,210 @@
+"""``python -m repro.detect <command>``: train/evaluate one detector, and aggregate runs into results.
+
+Commands:
+
+* ``train --model M --seed S --in DATA --out metrics.json --weights-out model.pt``: trains one
+  Faster R-CNN variant (see ``repro.detect.models``) on the dataset folder's train split and evaluates
+  it on the val split with pycocotools. Checkpoints go to ``--checkpoint-dir`` and resume
+  automatically. ``--backbone-weights PATH`` starts the backbone from a state_dict of
+  ``repro.detect.backbone.tiny_resnet`` (or resnet50) for TI transfer. ``--transfer`` applies
+  the config's ``transfer`` overrides, and ``--arm`` labels the run.
+* ``aggregate --in metrics... --out fpn_coco.json --claims fpn.json``: FPN Tables 1 and 3.
+* ``transfer-aggregate --in metrics... --out ti_transfer.json --claims ti_transfer.json``: TI transfer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import time
+from pathlib import Path
+from repro.common.cli import add_common_args
+from repro.detect.config import resolve_config
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _save_weights(path: Path, state: dict) -> None:
+    import torch
+
+    from repro.common.io import atomic_write_bytes
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    from repro.common.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+    from repro.common.io import atomic_write_json
+    from repro.common.provenance import now_iso, provenance_record
+    from repro.common.runtime import seed_everything
+    from repro.detect.backbone import build_body, freeze_layers, load_backbone_weights
+    from repro.detect.data import CocoDetection, eval_loader, find_splits, train_loader
+    from repro.detect.engine import NonFiniteLossError, evaluate_model, lr_at, train
+    from repro.detect.metrics import coco_from_dict, evaluate_bbox, evaluate_proposals, voc07_map50
+    from repro.detect.models import DetectorSettings, build_detector
+
+    seed_everything(args.seed)
+    started = now_iso()
+    cfg = resolve_config(args.config, transfer=args.transfer)
+    device = _device(args.device)
+    print(f"[detect train] model={args.model} seed={args.seed} device={device} arm={args.arm}", flush=True)
+
+    train_split, val_split = find_splits(args.data)
+    train_set = CocoDetection(train_split, skip_empty=cfg["skip_empty_train"], cache=cfg["cache_images"])
+    val_set = CocoDetection(val_split, max_images=cfg["max_val_images"], cache=cfg["cache_images"])
+    if train_set.cat_ids != val_set.cat_ids:
+        raise ValueError(f"{args.data}: train and val splits have different categories")
+
+    body = build_body(name=cfg["backbone"], width=cfg["width"], blocks=cfg["blocks"],
+                      imagenet_weights=cfg["imagenet_weights"], imagenet_init=args.backbone_weights is None)
+    if args.backbone_weights is not None:
+        load_backbone_weights(body, args.backbone_weights)
+        print(f"[detect train] backbone initialised from {args.backbone_weights}", flush=True)
+    freeze_layers(body, cfg["trainable_layers"])
+    settings = DetectorSettings.from_config(cfg)
+    model = build_detector(args.model, body=body, num_classes=train_set.num_classes, settings=settings).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
+
+    total = int(cfg["iterations"])
+    start, train_s_before = 0, 0.0
+    ckpt = load_checkpoint(args.checkpoint_dir)
+    if ckpt is not None:
+        if ckpt.get("model_name") != args.model or ckpt.get("config") != cfg:
+            raise ValueError(f"{args.checkpoint_dir}: the checkpoint is of another model/config; delete it to restart")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        set_rng_state(ckpt["rng"])
+        start, train_s_before = int(ckpt["step"]), float(ckpt["train_s"])
+        print(f"resumed from step {start}", flush=True)
+
+    t0 = time.perf_counter()
+
+    def checkpoint(step: int) -> None:
+        if args.checkpoint_dir is not None:
+            save_checkpoint(args.checkpoint_dir, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                "rng": rng_state(), "train_s": train_s_before + time.perf_counter() - t0,
+                "config": cfg, "model_name": args.model,
+            })
+
+    decay_steps = [int(round(f * total)) for f in cfg["lr_decay_at"]]
+    loader = train_loader(train_set, batch_size=cfg["batch_size"], seed=args.seed, start=start, total=total,
+                          hflip=cfg["hflip"], num_workers=cfg["num_workers"])
+    try:
+        final_losses = train(
+            model, optimizer, loader, device=device, start_step=start, total_steps=total,
+            lr_fn=lambda s: lr_at(s, base_lr=cfg["lr"], warmup_iters=cfg["warmup_iters"],
+                                  warmup_factor=cfg["warmup_factor"], steps=decay_steps, gamma=cfg["lr_gamma"]),
+            grad_clip=cfg["grad_clip"], checkpoint_every=cfg["checkpoint_every"], save_checkpoint=checkpoint,
+            metrics_csv=args.metrics_csv,
+        )
+    except NonFiniteLossError as exc:
+        print(f"[detect train] ERROR: {exc}", file=sys.stderr, flush=True)
+        return 3
+    train_s = train_s_before + time.perf_counter() - t0
+    if args.weights_out is not None:
+        _save_weights(args.weights_out, model.state_dict())
+
+    label_to_cat = [0] + val_set.cat_ids
+    out = evaluate_model(model, eval_loader(val_set, batch_size=cfg["eval_batch_size"], num_workers=cfg["num_workers"]),
+                         device=device, box_proposals=cfg["box_proposals_test"], label_to_cat=label_to_cat)
+    gt = coco_from_dict(val_set.coco_gt())
+    bbox = evaluate_bbox(gt, out["detections"])
+    rpn = evaluate_proposals(gt, out["proposals"])
+    result = {
+        "model": args.model,
+        "arm": args.arm,
+        "seed": args.seed,
+        "units": "bbox, rpn and voc_map50 are fractions in [0, 1]; -1 means no ground truth in that size bucket",
+        "bbox": bbox,
+        "rpn": rpn,
+        "voc_map50": voc07_map50(gt, out["detections"]),
+        "train_s": train_s,
+        "infer_s_per_img": out["infer_s_per_img"],
+        "iters": total,
+        "batch_size": cfg["batch_size"],
+        "image_size": [cfg["min_size"], cfg["max_size"]],
+        "backbone": cfg["backbone"] + (f"(width={cfg['width']}, blocks={cfg['blocks']})"
+                                       if cfg["backbone"] == "tiny_resnet" else ""),
+        "pretrained": (f"backbone weights {args.backbone_weights}" if args.backbone_weights is not None
+                       else "ImageNet" if cfg["backbone"] == "resnet50" else False),
+        "pooler": cfg["pooler"],
+        "canonical_scale": settings.roi_canonical_scale,
+        "anchor_sizes": cfg["anchor_sizes"],
+        "n_train_images": len(train_set),
+        "n_val_images": out["n_images"],
+        "n_detections": len(out["detections"]),
+        "final_losses": final_losses,
+        "device": str(device),
+        "threads": args.threads,
+        "provenance": provenance_record(cfg, args.seed, started=started, stage="detect"),
+    }
+    atomic_write_json(args.out, result)
+    print(f"[detect train] {args.model} seed {args.seed}: AP {bbox['AP']:.3f} AP_s {bbox['AP_s']:.3f}"
+          f" AR1k {rpn['AR1k']:.3f} train {train_s:.0f}s infer {out['infer_s_per_img']:.3f}s/img", flush=True)
+    return 0
+
+
+def _aggregate(args: argparse.Namespace, *, transfer: bool) -> int:
+    """FPN (``aggregate``) or TI transfer (``transfer-aggregate``): summary JSON, claims, optional figure."""
+    from repro.common.claims import write_claims
+    from repro.common.io import atomic_write_json
+    from repro.common.provenance import now_iso
+    from repro.detect.report import fpn_summary, plot_fpn, transfer_summary
+
+    summarise = transfer_summary if transfer else fpn_summary
+    summary, rows = summarise([Path(p) for p in args.inputs], args.config, started=now_iso())
+    atomic_write_json(args.out, summary)
+    write_claims(args.claims, rows)
+    if getattr(args, "figure", None) is not None:
+        plot_fpn(summary, args.figure)
+    for r in rows:
+        print(f"{r.claim_id}: ours {r.ours_mean} CI {r.ours_ci95} paper {r.paper_value} -> {r.verdict}")
+    return 0
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m repro.detect", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = add_common_args(sub.add_parser("train", help="train and evaluate one detector"))
+    p.add_argument("--model", required=True, help="fpn | c4 | c5 | fpn_no_topdown | fpn_no_lateral | fpn_p2_only")
+    p.add_argument("--in", dest="data", type=Path, required=True, help="detection dataset folder")
+    p.add_argument("--out", type=Path, required=True, help="metrics JSON")
+    p.add_argument("--weights-out", type=Path, help="final model state_dict (.pt)")
+    p.add_argument("--metrics-csv", type=Path, help="per-step losses CSV")
+    p.add_argument("--checkpoint-dir", type=Path, help="checkpoints; resumed from automatically")
+    p.add_argument("--backbone-weights", type=Path, help="state_dict of the backbone module (TI transfer)")
+    p.add_argument("--transfer", action="store_true", help="apply the config's transfer overrides")
+    p.add_argument("--arm", default=None, help="pretraining arm label recorded in the metrics")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    for name, helptext in (("aggregate", "FPN Tables 1/3 summary + claims"),
+                           ("transfer-aggregate", "TI transfer summary + claims")):
+        a = add_common_args(sub.add_parser(name, help=helptext), seed=False)
+        a.add_argument("--in", dest="inputs", nargs="+", required=True, help="metrics JSON files of the runs")
+        a.add_argument("--out", type=Path, required=True, help="summary JSON")
+        a.add_argument("--claims", type=Path, required=True, help="claims JSON")
+        if name == "aggregate":
+            a.add_argument("--figure", type=Path, help="Tables 1/3 bar chart (PNG/SVG)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    from repro.common.runtime import configure_threads
+
+    configure_threads(args.threads)
+    if args.command == "train":
+        return _train(args)  # seeds everything first
+    return _aggregate(args, transfer=args.command == "transfer-aggregate")

@@ -1,0 +1,174 @@
+"""Training loop and inference for torchvision Faster R-CNN models.
+
+:func:`train` is deliberately a single code path: SGD steps over an iterable of batches on one
+device, with the LR schedule of :func:`lr_at`, gradient-norm clipping, a NaN check, a per-step CSV,
+and a checkpoint every N steps through ``repro.common.checkpoint`` so a killed job resumes
+(DDP can wrap the model and sampler later without changing it). :func:`infer` runs one pass that
+returns both the RPN proposals (for Table 1's recall) and the final detections (Table 3's AP).
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.transform import resize_boxes
+from tqdm import tqdm
+
+
+class NonFiniteLossError(RuntimeError):
+    """A training loss became NaN/inf; the CLI turns it into a non-zero exit with this message."""
+
+
+def lr_at(step: int, *, base_lr: float, warmup_iters: int, warmup_factor: float, steps: Sequence[int],
+          gamma: float) -> float:
+    """Linear warm-up from ``base_lr * warmup_factor`` over ``warmup_iters``, then x``gamma`` at each of ``steps``.
+
+    The paper (Sec. 4.1-4.2): LR 0.02, divided by 10 after 60k of 80k iterations (batch 16). The warm-up is
+    not in the paper; it is the usual guard for training from scratch and for large batches.
+    """
+    factor = gamma ** sum(step >= s for s in steps)
+    if step < warmup_iters:
+        alpha = step / warmup_iters
+        factor *= warmup_factor * (1 - alpha) + alpha
+    return base_lr * factor
+
+
+def _csv_rows_up_to(path: Path, step: int) -> list[list[str]]:
+    """Header and rows with ``step <= step`` of an existing per-step CSV (empty for a fresh run)."""
+    if step == 0 or not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    return rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= step]
+
+
+def _to_device(images: list[Tensor], targets: list[dict], device: torch.device):
+    return [im.to(device, non_blocking=True) for im in images], [
+        {k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets
+    ]
+
+
+def train(model: FasterRCNN, optimizer: torch.optim.Optimizer, batches: Iterable, *, device: torch.device,
+          start_step: int, total_steps: int, lr_fn: Callable[[int], float], grad_clip: float | None,
+          checkpoint_every: int, save_checkpoint: Callable[[int], None], metrics_csv: Path | None = None,
+          log_every: int = 10) -> dict[str, float]:
+    """Train ``model`` from ``start_step`` to ``total_steps`` on ``batches`` (one (images, targets) per step).
+
+    ``save_checkpoint(step)`` is called every ``checkpoint_every`` steps and at the end. Returns the mean
+    of each loss over the last ``log_every`` steps. Raises :class:`NonFiniteLossError` on a NaN/inf loss.
+    """
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    recent: dict[str, list[float]] = {}
+    writer, fh = None, None
+    if metrics_csv is not None:
+        kept = _csv_rows_up_to(metrics_csv, start_step)  # drop rows logged after the checkpoint we resume from
+        fh = open(metrics_csv, "w", newline="")
+        writer = csv.writer(fh)
+        for r in kept:
+            writer.writerow(r)
+    try:
+        bar = tqdm(total=total_steps, initial=start_step, desc="train", file=sys.stderr, mininterval=5.0)
+        step = start_step
+        for images, targets in batches:
+            if step >= total_steps:
+                break
+            lr = lr_fn(step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            images, targets = _to_device(images, targets, device)
+            losses = model(images, targets)  # loss_classifier, loss_box_reg, loss_objectness, loss_rpn_box_reg
+            loss = sum(losses.values())
+            if not torch.isfinite(loss):
+                detail = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+                raise NonFiniteLossError(f"non-finite training loss at step {step} (lr {lr:.4g}): {detail}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, grad_clip)
+            optimizer.step()
+            step += 1
+            row = OrderedDict(step=step, lr=lr, loss=loss.item(), **{k: v.item() for k, v in losses.items()})
+            for k, v in row.items():
+                if k not in ("step", "lr"):
+                    recent.setdefault(k, []).append(v)
+                    recent[k] = recent[k][-log_every:]
+            if writer is not None:
+                if fh.tell() == 0:
+                    writer.writerow(row.keys())
+                writer.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in row.values()])
+            bar.update(1)
+            if step % log_every == 0:
+                bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.3g}")
+            if step % checkpoint_every == 0 or step == total_steps:
+                if fh is not None:
+                    fh.flush()
+                save_checkpoint(step)
+        bar.close()
+        if step < total_steps:
+            raise RuntimeError(f"the data loader ran out at step {step} of {total_steps}")
+    finally:
+        if fh is not None:
+            fh.close()
+    return {k: sum(v) / len(v) for k, v in recent.items()}
+
+
+@torch.no_grad()
+def infer(model: FasterRCNN, images: list[Tensor], *, box_proposals: int | None = None
+          ) -> tuple[list[dict[str, Tensor]], list[Tensor]]:
+    """Detections and RPN proposals for a list of [3, H, W] images, in input-image pixels.
+
+    This is the same computation as ``model(images)`` in eval mode. The difference is that the RPN's
+    proposals are returned too (all ``rpn_post_nms_top_n_test`` of them, sorted by objectness, for
+    the recall of Table 1), and only the top ``box_proposals`` go to the box head (None: all).
+    """
+    model.eval()
+    original_sizes = [tuple(im.shape[-2:]) for im in images]
+    batch, _ = model.transform(images)
+    features = model.backbone(batch.tensors)
+    if isinstance(features, Tensor):
+        features = OrderedDict([("0", features)])
+    proposals, _ = model.rpn(batch, features)
+    head_in = proposals if box_proposals is None else [p[:box_proposals] for p in proposals]
+    detections, _ = model.roi_heads(features, head_in, batch.image_sizes)
+    detections = model.transform.postprocess(detections, batch.image_sizes, original_sizes)
+    proposals = [resize_boxes(p, s, o) for p, s, o in zip(proposals, batch.image_sizes, original_sizes)]
+    return detections, proposals
+
+
+def evaluate_model(model: FasterRCNN, loader: Iterable, *, device: torch.device, box_proposals: int | None,
+                   label_to_cat: Sequence[int]) -> dict[str, Any]:
+    """Run :func:`infer` over ``loader``. Returns COCO-format detections and proposals, and the time per image."""
+    from repro.detect.metrics import detections_to_coco, proposals_to_coco
+
+    dets: list[dict] = []
+    props: list[dict] = []
+    n_images, seconds = 0, 0.0
+    for images, targets in tqdm(loader, desc="eval", file=sys.stderr, mininterval=5.0):
+        images = [im.to(device) for im in images]
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        out, proposals = infer(model, images, box_proposals=box_proposals)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds += time.perf_counter() - t0
+        n_images += len(images)
+        for o, p, t in zip(out, proposals, targets):
+            image_id = int(t["image_id"])
+            dets += detections_to_coco(image_id, o["boxes"].cpu().numpy(), o["scores"].cpu().numpy(),
+                                       o["labels"].cpu().numpy(), label_to_cat)
+            props += proposals_to_coco(image_id, p.cpu().numpy(), label_to_cat[1])
+    return {"detections": dets, "proposals": props, "infer_s_per_img": seconds / max(n_images, 1),
+            "n_images": n_images}
+
+

@@ -1,0 +1,218 @@
+"""Summaries over runs: ``results/fpn_coco.json`` (FPN Tables 1 and 3) and ``results/ti_transfer.json``.
+
+Our values are fractions in [0, 1]. The paper's tables are kept in % in ``paper_reference`` (read from
+``repro/common/paper_values``), exactly as printed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from repro.common.claims import ClaimRow, ci95
+from repro.common.io import read_json
+from repro.common.paper_values import all_paper_values
+from repro.common.provenance import provenance_record
+from repro.detect.claims import ARM_PAPER_ROW, FPN_CLAIMS, claim_rows, transfer_claims
+from repro.detect.config import resolve_config
+from repro.detect.metrics import BBOX_STATS, RPN_KEYS
+from repro.detect.models import PAPER_ROWS
+
+UNITS = ("AP/AR/mAP values are fractions in [0, 1]: means over seeds (null where a size bucket has no ground"
+         " truth), per-seed values under runs (-1 there, as pycocotools); paper_reference holds the paper's %")
+DELTA_KEYS = (("bbox", "AP"), ("bbox", "AP_s"), ("rpn", "AR1k"), ("rpn", "AR1k_s"))
+_RUN_META = ("iters", "batch_size", "image_size", "backbone", "pretrained", "pooler", "canonical_scale",
+             "anchor_sizes", "n_train_images", "n_val_images", "device", "threads")
+
+
+def flatten(run: dict[str, Any]) -> dict[str, float]:
+    """``{"bbox.AP": ..., "rpn.AR1k": ..., "voc_map50": ...}`` of one run's metrics JSON."""
+    out = {f"bbox.{k}": float(v) for k, v in run["bbox"].items()}
+    out.update({f"rpn.{k}": float(v) for k, v in run["rpn"].items()})
+    out["voc_map50"] = float(run.get("voc_map50", float("nan")))
+    return out
+
+
+def _load(paths: Sequence[Path], key: str) -> dict[str, dict[int, dict[str, Any]]]:
+    """Runs grouped by ``key`` (model or arm), then seed. Duplicates are an error."""
+    grouped: dict[str, dict[int, dict[str, Any]]] = {}
+    for p in paths:
+        run = read_json(p)
+        for field in (key, "seed", "bbox", "rpn"):
+            if run.get(field) is None:
+                raise ValueError(f"{os.fspath(p)}: not a detection metrics file (no {field!r})")
+        name, seed = str(run[key]), int(run["seed"])
+        if seed in grouped.setdefault(name, {}):
+            raise ValueError(f"{os.fspath(p)}: a second run of {key} {name!r} seed {seed}")
+        grouped[name][seed] = run
+    return grouped
+
+
+def _mean_ci(values: Sequence[float]) -> tuple[float | None, list[float] | None]:
+    return ci95([v for v in values if v is not None and math.isfinite(v) and v >= 0])
+
+
+def _summarise(runs: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    seeds = sorted(runs)
+    entry: dict[str, Any] = {"seeds": seeds}
+    for group, keys in (("bbox", BBOX_STATS), ("rpn", RPN_KEYS)):
+        stats = {k: _mean_ci([runs[s][group][k] for s in seeds]) for k in keys}
+        entry[group] = {k: m for k, (m, _) in stats.items()}
+        entry[f"{group}_ci95"] = {k: ci for k, (_, ci) in stats.items()}
+    entry["voc_map50"], entry["voc_map50_ci95"] = _mean_ci([runs[s].get("voc_map50", float("nan")) for s in seeds])
+    for k in ("train_s", "infer_s_per_img"):
+        entry[k] = sum(runs[s][k] for s in seeds) / len(seeds)
+    first = runs[seeds[0]]
+    entry.update({k: first.get(k) for k in _RUN_META})
+    entry["runs"] = [{"seed": s, "bbox": runs[s]["bbox"], "rpn": runs[s]["rpn"], "voc_map50": runs[s].get("voc_map50"),
+                      "train_s": runs[s]["train_s"], "infer_s_per_img": runs[s]["infer_s_per_img"]} for s in seeds]
+    return entry
+
+
+def _paper_table(prefix: str, rows: dict[str, str], metrics: dict[str, str]) -> dict[str, Any]:
+    """``{row letter: {"model": ..., metric: value %}}`` from the paper_values entries ``<prefix><row>_<metric>``."""
+    values = all_paper_values()
+    table = {}
+    for row, model in rows.items():
+        cells = {name: values[f"{prefix}{row}_{key}"]["value"] for name, key in metrics.items()
+                 if f"{prefix}{row}_{key}" in values}
+        if cells:
+            table[row] = {"model": model, **cells}
+    return table
+
+
+def fpn_paper_reference() -> dict[str, Any]:
+    """FPN Tables 1 and 3 (ResNet-50, COCO minival, %)."""
+    rows = {letter: model for model, letter in sorted(PAPER_ROWS.items(), key=lambda kv: kv[1])}
+    return {
+        "units": "% (as printed in the paper)",
+        "table1_rpn": _paper_table("fpn_t1", rows, {"AR100": "ar100", "AR1k": "ar1k", "AR1k_s": "ar1k_s",
+                                                    "AR1k_m": "ar1k_m", "AR1k_l": "ar1k_l"}),
+        "table3_faster_rcnn": _paper_table("fpn_t3", rows, {"AP50": "ap50", "AP": "ap", "AP_s": "ap_s",
+                                                            "AP_m": "ap_m", "AP_l": "ap_l"}),
+    }
+
+
+def _scale_note(cfg: dict[str, Any], meta: dict[str, Any], n_seeds: int) -> str:
+    paper_scale = cfg["backbone"] == "resnet50" and cfg["min_size"] >= 800
+    where = ("paper-scale run" if paper_scale else
+             f"{meta.get('backbone')} trained from scratch on {meta.get('n_train_images')} synthetic-shape images,"
+             f" evaluated on {meta.get('n_val_images')} ({cfg['min_size']} px; COCO size buckets unchanged),"
+             " vs ResNet-50 ImageNet-initialised on COCO trainval35k/minival at 800 px")
+    return (
+        f"{where}; {cfg['iterations']} iterations at batch {cfg['batch_size']} (paper 80k at 16); pooler"
+        f" {cfg['pooler']} (paper RoIPool); RPN and head trained jointly with shared features (Table 3 trains"
+        f" them unshared, closer to Table 5); anchors {cfg['anchor_sizes']} px and Eq. 1 canonical size"
+        f" {meta.get('canonical_scale'):.0f} px (224 scaled to the input); 2-fc head of"
+        f" {cfg['representation_size']} (paper 1024); {cfg['box_batch_size_per_image']} RoIs/image (paper 512);"
+        f" {cfg['box_proposals_test']} proposals into the head at test, recall over"
+        f" {cfg['rpn_post_nms_top_n_test']} (paper 1000); torchvision NMS/top-k defaults. {n_seeds} seed(s),"
+        " paired per seed, Student-t 95% CI; verdict 'holds' only if the CI excludes 0."
+    )
+
+
+def _deltas(by_model: dict[str, dict[int, dict[str, Any]]], a: str, b: str) -> dict[str, Any]:
+    seeds = sorted(set(by_model[a]) & set(by_model[b]))
+    out = {}
+    for group, key in DELTA_KEYS:
+        per_seed = [by_model[a][s][group][key] - by_model[b][s][group][key] for s in seeds
+                    if by_model[a][s][group][key] >= 0 and by_model[b][s][group][key] >= 0]
+        mean, ci = ci95(per_seed)
+        out[key] = {"mean": mean, "ci95": ci, "per_seed": per_seed}
+    return {"seeds": seeds, **out}
+
+
+def fpn_summary(paths: Sequence[Path], config: dict[str, Any], *, started: str
+                ) -> tuple[dict[str, Any], list[ClaimRow]]:
+    """``fpn_coco.json`` content and the ``claims/fpn.json`` rows from the runs' metrics files."""
+    cfg = resolve_config(config)
+    by_model, models, flat, n_seeds = _grouped(paths, "model", PAPER_ROWS)
+    deltas = {f"fpn_minus_{b}": _deltas(by_model, "fpn", b) for b in ("c4", "c5")
+              if "fpn" in by_model and b in by_model}
+    note = _scale_note(cfg, next(iter(models.values())), n_seeds)
+    rows = claim_rows(FPN_CLAIMS, flat, paper="FPN (arXiv 1612.03144)", scale_note=note)
+    summary = {"units": UNITS, "models": models, "deltas": deltas, "paper_reference": fpn_paper_reference(),
+               **_closing(rows, cfg, started)}
+    return summary, rows
+
+
+def _grouped(paths: Sequence[Path], key: str, paper_rows: dict[str, str]):
+    """Runs by ``key`` and seed; their per-group summaries; flat metrics for the claims; the fewest seeds."""
+    grouped = _load(paths, key)
+    entries = {g: {"paper_row": paper_rows.get(g), **_summarise(runs)} for g, runs in sorted(grouped.items())}
+    flat = {g: {s: flatten(r) for s, r in runs.items()} for g, runs in grouped.items()}
+    return grouped, entries, flat, min(len(r) for r in grouped.values())
+
+
+def _closing(rows: Sequence[ClaimRow], cfg: dict[str, Any], started: str) -> dict[str, Any]:
+    return {"claims": {r.claim_id: r.verdict for r in rows},
+            "provenance": provenance_record(cfg, None, started=started, stage="detect")}
+
+
+def transfer_paper_reference() -> dict[str, Any]:
+    """TI Table 1/2 (VOC07 mAP %, Fast R-CNN) and Table 4 (COCO AP %, Faster R-CNN)."""
+    values = all_paper_values()
+    voc = {k.split("_voc_")[1]: v["value"] for k, v in values.items()
+           if k.startswith(("ti_transfer_t1_voc_", "ti_transfer_t2_voc_"))}
+    coco = {k.split("_coco_")[1]: v["value"] for k, v in values.items() if k.startswith("ti_transfer_t4_coco_")}
+    return {"units": "% (as printed in the paper)", "voc07_map50": voc, "coco_ap": coco}
+
+
+def transfer_summary(paths: Sequence[Path], config: dict[str, Any], *, started: str
+                     ) -> tuple[dict[str, Any], list[ClaimRow]]:
+    """``ti_transfer.json`` content and the ``claims/ti_transfer.json`` rows (one run per arm and seed)."""
+    cfg = resolve_config(config, transfer=True)
+    by_arm, arms, flat, n_seeds = _grouped(paths, "arm", ARM_PAPER_ROW)
+    meta = next(iter(arms.values()))
+    note = (f"Detector {cfg['transfer']['model']} fine-tuned with all backbone layers trainable"
+            f" (trainable_layers={cfg['trainable_layers']}) from each pretraining arm's backbone;"
+            f" {meta.get('backbone')} on {meta.get('n_train_images')} images, evaluated on"
+            f" {meta.get('n_val_images')}, {cfg['iterations']} iterations (paper: VGG16 Fast R-CNN on VOC07,"
+            " ResNet/VGG Faster R-CNN on COCO). VOC-style mAP@0.5 is the 11-point VOC07 metric computed by"
+            f" pycocotools on the same val set. {n_seeds} seed(s), paired per seed, Student-t 95% CI.")
+    rows = claim_rows(transfer_claims(list(by_arm)), flat, paper="Transitive Invariance (arXiv 1708.02901)",
+                      scale_note=note)
+    summary = {"units": UNITS, "arms": arms, "paper_reference": transfer_paper_reference(),
+               **_closing(rows, cfg, started)}
+    return summary, rows
+
+
+def plot_fpn(summary: dict[str, Any], path: Path) -> None:
+    """Counterpart of FPN Tables 3 and 1: our AP and RPN AR per model (bars, 95% CI) beside the paper's (dots)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = [m for m in ("fpn", "c4", "c5", "fpn_no_topdown", "fpn_no_lateral", "fpn_p2_only")
+              if m in summary["models"]]
+    ref = summary["paper_reference"]
+    panels = (("bbox", ("AP", "AP50", "AP_s", "AP_m", "AP_l"), "table3_faster_rcnn", "Faster R-CNN AP (Table 3)"),
+              ("rpn", ("AR100", "AR1k", "AR1k_s", "AR1k_m", "AR1k_l"), "table1_rpn", "RPN recall (Table 1)"))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    width = 0.8 / max(len(models), 1)
+    for ax, (group, keys, table, title) in zip(axes, panels):
+        for j, m in enumerate(models):
+            entry = summary["models"][m]
+            xs = [i + (j - (len(models) - 1) / 2) * width for i in range(len(keys))]
+            ys = [max(entry[group][k] or 0.0, 0.0) for k in keys]
+            cis = [entry[f"{group}_ci95"][k] for k in keys]
+            err = [[y - c[0] if c else 0.0 for y, c in zip(ys, cis)], [c[1] - y if c else 0.0 for y, c in zip(ys, cis)]]
+            ax.bar(xs, ys, width, yerr=err, capsize=2, label=f"{m} (ours)", color=f"C{j}", alpha=0.8)
+            row = ref[table].get(entry.get("paper_row") or "", {})
+            paper = [row.get(k) for k in keys]
+            ax.scatter([x for x, p in zip(xs, paper) if p is not None], [p / 100 for p in paper if p is not None],
+                       marker="D", color=f"C{j}", edgecolor="black", zorder=3, s=22)
+        ax.set_xticks(range(len(keys)), keys)
+        ax.set_ylim(0, 1)
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("fraction (bars: ours, mean of seeds; diamonds: paper)")
+    axes[1].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

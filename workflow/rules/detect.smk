@@ -1,0 +1,143 @@
+# Detection stage: Faster R-CNN with a Feature Pyramid Network and its C4/C5 baselines (FPN, arXiv
+# 1612.03144, Tables 1 and 3), COCO metrics, and the detection transfer of Transitive Invariance
+# (1708.02901, Tables 1 and 4). One job per (model, seed); one aggregate job per results file.
+DETECT = config["detect"]
+DETECT_MODELS = "fpn|c4|c5|fpn_no_topdown|fpn_no_lateral|fpn_p2_only"
+DETECT_FULL = config["scale"] == "full"
+# The transfer's dataset: the detection data, or VOC 2007 (TI's Table 1) at full scale.
+DETECT_TRANSFER_DATA = (
+    detection_input()
+    if DETECT["transfer"]["data_source"] == "same"
+    else raw_dataset(DETECT["transfer"]["data_source"])
+)
+
+
+rule detect_train:
+    input:
+        data=detection_input(),
+    output:
+        metrics="results/detect/{model}/s{seed}/metrics.json",
+        weights="results/detect/{model}/s{seed}/model.pt",
+        steps="results/detect/{model}/s{seed}/train_log.csv",
+    params:
+        cfg=as_json(DETECT),
+        seed=lambda wc: wc.seed,
+        ckpt=lambda wc: f"results/checkpoints/detect/{wc.model}_s{wc.seed}",
+    wildcard_constraints:
+        model=DETECT_MODELS,
+        seed=r"\d+",
+    log:
+        "results/logs/detect/train_{model}_s{seed}.log",
+    benchmark:
+        "results/benchmarks/detect/train_{model}_s{seed}.tsv"
+    threads: THREADS
+    resources:
+        mem_mb=48000 if DETECT_FULL else 4000,
+        runtime=2880 if DETECT_FULL else 60,
+        gpu=0,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m repro.detect train --model {wildcards.model} --config {params.cfg:q} --seed {params.seed}"
+        " --threads {threads} --in {input.data} --out {output.metrics} --weights-out {output.weights}"
+        " --metrics-csv {output.steps} --checkpoint-dir {params.ckpt} > {log} 2>&1"
+
+
+rule detect_fpn_coco:
+    input:
+        metrics=expand(
+            "results/detect/{model}/s{seed}/metrics.json", model=DETECT["models"], seed=DETECT["seeds"]
+        ),
+    output:
+        summary="results/fpn_coco.json",
+        claims="results/claims/fpn.json",
+        figure=report(
+            "results/detect/fpn_tables.png",
+            caption="../report/detect_fpn_tables.rst",
+            category="Detection (FPN)",
+            labels={"figure": "Tables 1 and 3"},
+        ),
+    params:
+        cfg=as_json(DETECT),
+    log:
+        "results/logs/detect/fpn_coco.log",
+    benchmark:
+        "results/benchmarks/detect/fpn_coco.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m repro.detect aggregate --config {params.cfg:q} --threads {threads} --in {input.metrics}"
+        " --out {output.summary} --claims {output.claims} --figure {output.figure} > {log} 2>&1"
+
+
+# TI transfer: fine-tune the detector from each pretraining arm's backbone (a state_dict of
+# repro.detect.backbone.tiny_resnet, or resnet50 at full scale). These rules depend on the pretraining
+# stage's results/pretrain/{arm}/s{seed}/backbone.pt and are not registered as targets yet.
+rule detect_transfer:
+    input:
+        data=DETECT_TRANSFER_DATA,
+        backbone="results/pretrain/{arm}/s{seed}/backbone.pt",
+    output:
+        metrics="results/detect/transfer/{arm}/s{seed}/metrics.json",
+        weights="results/detect/transfer/{arm}/s{seed}/model.pt",
+        steps="results/detect/transfer/{arm}/s{seed}/train_log.csv",
+    params:
+        cfg=as_json(DETECT),
+        seed=lambda wc: wc.seed,
+        model=DETECT["transfer"]["model"],
+        ckpt=lambda wc: f"results/checkpoints/detect/transfer_{wc.arm}_s{wc.seed}",
+    wildcard_constraints:
+        arm=r"[a-z0-9_]+",
+        seed=r"\d+",
+    log:
+        "results/logs/detect/transfer_{arm}_s{seed}.log",
+    benchmark:
+        "results/benchmarks/detect/transfer_{arm}_s{seed}.tsv"
+    threads: THREADS
+    resources:
+        mem_mb=48000 if DETECT_FULL else 4000,
+        runtime=2880 if DETECT_FULL else 60,
+        gpu=0,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m repro.detect train --transfer --arm {wildcards.arm} --model {params.model}"
+        " --backbone-weights {input.backbone} --config {params.cfg:q} --seed {params.seed} --threads {threads}"
+        " --in {input.data} --out {output.metrics} --weights-out {output.weights} --metrics-csv {output.steps}"
+        " --checkpoint-dir {params.ckpt} > {log} 2>&1"
+
+
+rule detect_ti_transfer:
+    input:
+        metrics=expand(
+            "results/detect/transfer/{arm}/s{seed}/metrics.json",
+            arm=DETECT["transfer"]["arms"],
+            seed=DETECT["transfer"]["seeds"],
+        ),
+    output:
+        summary="results/ti_transfer.json",
+        claims="results/claims/ti_transfer.json",
+    params:
+        cfg=as_json(DETECT),
+    log:
+        "results/logs/detect/ti_transfer.log",
+    benchmark:
+        "results/benchmarks/detect/ti_transfer.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m repro.detect transfer-aggregate --config {params.cfg:q} --threads {threads}"
+        " --in {input.metrics} --out {output.summary} --claims {output.claims} > {log} 2>&1"
+
+
+# The transfer outputs (results/ti_transfer.json, results/claims/ti_transfer.json) join these once the
+# pretraining stage produces its backbones.
+register_targets(*rules.detect_fpn_coco.output)
