@@ -1,0 +1,5 @@
+import sys
+
+from repro.lars.cli import main
+
+sys.exit(main())

@@ -1,0 +1,139 @@
+"""Training loop and evaluation: model, optimizer, schedule and data in, device from the data.
+
+One optimizer step consumes one batch of ``batch_size`` images. Batches larger than ``micro_batch``
+are split into micro-batches whose gradients are accumulated before the step, as the paper emulates
+16K/32K batches with Caffe's ``iter_size`` (Sec. 5). Without BatchNorm this is exactly the large-batch
+gradient; with BatchNorm the batch statistics are per micro-batch (paper pitfall, noted in claims).
+
+The data order of epoch ``e`` is a permutation drawn from ``(seed, e)``, so a run resumed from a
+checkpoint at step ``t`` continues with exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from repro.lars.data import Split
+
+__all__ = ["Diverged", "TrainState", "evaluate", "steps_per_epoch", "train"]
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN/inf; ``step`` is the optimizer step where it happened."""
+
+    def __init__(self, step: int, loss: float) -> None:
+        super().__init__(f"training diverged: loss {loss} at optimizer step {step}")
+        self.step = step
+        self.loss = loss
+
+
+@dataclass
+class TrainState:
+    """What the loop carries across checkpoints besides model/optimizer/scheduler states."""
+
+    step: int = 0
+    epoch_losses: list[float] = field(default_factory=list)  # mean train loss of each finished epoch
+    running: float = 0.0  # sum of step losses in the current epoch
+    running_n: int = 0
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """ceil(n / B): the last batch of an epoch is partial (no image is dropped), except that a lone
+    last image is dropped (BatchNorm cannot train on a batch of one)."""
+    if n % batch_size == 1 and n > 1:
+        return n // batch_size
+    return max(1, math.ceil(n / batch_size))
+
+
+def _micro_batches(idx: torch.Tensor, micro_batch: int) -> list[torch.Tensor]:
+    """Split a batch's indices into micro-batches; a trailing micro-batch of one joins the previous."""
+    chunks = list(idx.split(micro_batch))
+    if len(chunks) > 1 and len(chunks[-1]) == 1:
+        chunks[-2:] = [torch.cat(chunks[-2:])]
+    return chunks
+
+
+def _epoch_order(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=gen).to(device)  # [n]
+
+
+def train(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    data: Split,
+    *,
+    batch_size: int,
+    micro_batch: int,
+    epochs: int,
+    seed: int,
+    state: TrainState | None = None,
+    checkpoint: Callable[[TrainState], None] | None = None,
+    checkpoint_every: int = 0,
+    desc: str = "train",
+) -> TrainState:
+    """Train for ``epochs`` epochs (resuming from ``state.step``); raise :class:`Diverged` on a
+    non-finite loss. ``checkpoint(state)`` is called every ``checkpoint_every`` steps."""
+    if batch_size < 1 or micro_batch < 1 or epochs < 1:
+        raise ValueError(f"batch_size, micro_batch and epochs must be >= 1, got {batch_size}, {micro_batch}, {epochs}")
+    state = state or TrainState()
+    n = len(data)
+    spe = steps_per_epoch(n, batch_size)
+    total = spe * epochs
+    model.train()
+    bar = tqdm(total=total, initial=state.step, desc=desc, file=sys.stderr, mininterval=10.0, leave=False)
+    order = None
+    order_epoch = -1
+    while state.step < total:
+        epoch, k = divmod(state.step, spe)
+        if epoch != order_epoch:
+            order, order_epoch = _epoch_order(n, seed, epoch, data.x.device), epoch
+        idx = order[k * batch_size : (k + 1) * batch_size]  # [B] (partial at the end of an epoch)
+        optimizer.zero_grad(set_to_none=True)
+        loss_sum = torch.zeros((), device=data.x.device)
+        for chunk in _micro_batches(idx, micro_batch):  # gradient accumulation, the paper's iter_size
+            logits = model(data.x[chunk])  # [b, C]
+            loss = F.cross_entropy(logits, data.y[chunk]) * (len(chunk) / len(idx))
+            loss.backward()
+            loss_sum += loss.detach()
+        value = float(loss_sum)
+        if not math.isfinite(value):
+            bar.close()
+            raise Diverged(state.step, value)
+        optimizer.step()
+        scheduler.step()
+        state.step += 1
+        state.running += value
+        state.running_n += 1
+        bar.update(1)
+        if k == spe - 1:  # end of an epoch
+            state.epoch_losses.append(state.running / state.running_n)
+            state.running, state.running_n = 0.0, 0
+        if checkpoint is not None and checkpoint_every > 0 and state.step % checkpoint_every == 0 and state.step < total:
+            checkpoint(state)
+    bar.close()
+    return state
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Split, *, batch_size: int = 1024) -> dict[str, float]:
+    """Top-1 accuracy (%) and mean cross-entropy on ``data`` in eval mode (BN running statistics)."""
+    was_training = model.training
+    model.eval()
+    correct, loss_sum = 0, 0.0
+    for start in range(0, len(data), batch_size):
+        x, y = data.x[start : start + batch_size], data.y[start : start + batch_size]
+        logits = model(x)  # [b, C]
+        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+    model.train(was_training)
+    return {"accuracy": 100.0 * correct / len(data), "loss": loss_sum / len(data)}

@@ -1,0 +1,226 @@
+"""One cell of the large-batch study (1708.03888 Tables 1, 3, 5): a model, an arm (``sgd`` or
+``lars``), a batch size and a number of epochs, trained for every learning rate of the arm's grid
+and every seed, with checkpoint/resume across runs.
+
+Arms (same poly(2) schedule, momentum and weight decay; only the optimizer and LR rule differ):
+- ``sgd``: momentum SGD with linear LR scaling, lr = lr_ref * B / B_ref, and linear warm-up
+  (Goyal et al.; the paper's baseline, Sec. 4, Table 1).
+- ``lars``: :class:`repro.lars.optim.LARS` with gamma_0 = lr_ref * scale(B / B_ref) and warm-up
+  (Sec. 5, Table 3). The paper tunes gamma_0 per batch (2 at 512 ... 22 at 32K for AlexNet-BN,
+  between square-root and linear in B); the config's ``scaling`` picks the rule that centres the
+  small grid.
+The global rate follows gamma_t = gamma_0 (1 - t/T)^2 (Algorithm 1) times the warm-up ramp.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any
+
+import torch
+
+from repro.common.checkpoint import load_checkpoint, save_checkpoint
+from repro.lars.data import StudyData
+from repro.lars.engine import Diverged, TrainState, evaluate, steps_per_epoch, train
+from repro.lars.models import build_model
+from repro.lars.optim import LARS, warmup_poly_schedule
+
+__all__ = ["choose_lr", "make_optimizer", "run_cell", "run_key", "scaled_lr"]
+
+ARMS = ("sgd", "lars")
+
+
+def scaled_lr(lr_ref: float, batch: int, ref_batch: int, scaling: str) -> float:
+    """The arm's LR at batch B from its value at ``ref_batch``: linear (Goyal et al.), sqrt or none."""
+    ratio = batch / ref_batch
+    if scaling == "linear":
+        return lr_ref * ratio
+    if scaling == "sqrt":
+        return lr_ref * math.sqrt(ratio)
+    if scaling == "none":
+        return lr_ref
+    raise ValueError(f"unknown LR scaling {scaling!r} (linear | sqrt | none)")
+
+
+def make_optimizer(arm: str, params: Any, lr: float, cfg: dict[str, Any]) -> torch.optim.Optimizer:
+    """SGD (foreach) or LARS with the study's momentum and weight decay."""
+    if arm == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=cfg["momentum"], weight_decay=cfg["weight_decay"], foreach=True)
+    if arm == "lars":
+        arm_cfg = cfg["lars"]
+        return LARS(
+            params,
+            lr=lr,
+            momentum=cfg["momentum"],
+            weight_decay=cfg["weight_decay"],
+            trust_coefficient=arm_cfg["trust_coefficient"],
+            exclude_bias_and_norm=arm_cfg["exclude_bias_and_norm"],
+        )
+    raise ValueError(f"unknown arm {arm!r}; choose from {ARMS}")
+
+
+def run_key(lr_ref: float, seed: int) -> str:
+    return f"lr{lr_ref:g}_s{seed}"
+
+
+def _one_run(
+    data: StudyData,
+    cfg: dict[str, Any],
+    *,
+    model_name: str,
+    arm: str,
+    batch: int,
+    epochs: int,
+    lr_ref: float,
+    seed: int,
+    resume: dict[str, Any] | None,
+    save: Any,
+) -> dict[str, Any]:
+    arm_cfg = cfg[arm]
+    lr = scaled_lr(lr_ref, batch, arm_cfg["ref_batch"], arm_cfg["scaling"])
+    spe = steps_per_epoch(len(data.train), batch)
+    total = spe * epochs
+    warmup = min(total, int(round(arm_cfg["warmup_epochs"] * spe)))
+    torch.manual_seed(seed)
+    model = build_model(
+        model_name, num_classes=data.num_classes, image_size=data.image_size, conv=cfg["conv"], fc=cfg["fc"]
+    ).to(data.train.x.device)
+    optimizer = make_optimizer(arm, model.parameters(), lr, cfg)
+    scheduler = warmup_poly_schedule(
+        optimizer, total, warmup, power=cfg["poly_power"], warmup_start=arm_cfg["warmup_start"]
+    )
+    state = TrainState()
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        state = TrainState(**resume["state"])
+        print(f"resumed from step {state.step} ({run_key(lr_ref, seed)})", file=sys.stderr)
+
+    def checkpoint(st: TrainState) -> None:
+        save(
+            {
+                "key": run_key(lr_ref, seed),
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "state": dict(vars(st)),
+            }
+        )
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    record = {
+        "lr_ref": lr_ref,
+        "lr": lr,
+        "seed": seed,
+        "steps": total,
+        "warmup_steps": warmup,
+        "steps_per_epoch": spe,
+    }
+    try:
+        state = train(
+            model,
+            optimizer,
+            scheduler,
+            data.train,
+            batch_size=batch,
+            micro_batch=cfg["micro_batch"],
+            epochs=epochs,
+            seed=seed,
+            state=state,
+            checkpoint=checkpoint,
+            checkpoint_every=cfg["checkpoint_every"],
+            desc=f"{model_name}/{arm}/B{batch}/{run_key(lr_ref, seed)}",
+        )
+    except Diverged as exc:
+        if cfg["on_divergence"] != "record":
+            raise
+        chance = 100.0 / data.num_classes
+        print(f"run {run_key(lr_ref, seed)}: {exc}; recorded as diverged (chance accuracy {chance:.1f}%)", file=sys.stderr)
+        outcome = {"diverged": True, "diverged_at_step": exc.step, "val_acc": chance, "test_acc": chance,
+                   "test_loss": float("nan"), "train_loss": float("nan")}
+    else:
+        val = evaluate(model, data.val, batch_size=cfg["eval_batch"])
+        test = evaluate(model, data.test, batch_size=cfg["eval_batch"])
+        outcome = {"diverged": False, "diverged_at_step": None, "val_acc": val["accuracy"],
+                   "test_acc": test["accuracy"], "test_loss": test["loss"],
+                   "train_loss": state.epoch_losses[-1] if state.epoch_losses else float("nan")}
+    return {
+        **record,
+        **outcome,
+        "epoch_train_loss": state.epoch_losses,
+        "seconds": time.perf_counter() - t0,
+        "cpu_seconds": time.process_time() - c0,
+    }
+
+
+def choose_lr(runs: list[dict[str, Any]], seed: int) -> float:
+    """The LR (at the reference batch) with the best validation accuracy among ``seed``'s runs;
+    diverged runs count as chance; ties go to the smaller LR."""
+    cands = [r for r in runs if r["seed"] == seed]
+    if not cands:
+        raise ValueError(f"no runs with the LR-search seed {seed}")
+    best = max(cands, key=lambda r: (r["val_acc"], -r["lr_ref"]))
+    return float(best["lr_ref"])
+
+
+def run_cell(
+    data: StudyData,
+    cfg: dict[str, Any],
+    *,
+    model_name: str,
+    arm: str,
+    batch: int,
+    epochs: int,
+    seeds: list[int],
+    ckpt_dir: str | None = None,
+) -> dict[str, Any]:
+    """Search the arm's LR grid with the first seed (best validation accuracy, as the paper picks
+    the best LR per batch), then train the remaining seeds at that LR; resumable from ``ckpt_dir``.
+
+    The checkpoint holds the finished runs' results and the state of the run in progress, so an
+    interrupted job redoes at most ``checkpoint_every`` steps. Returns ``{"chosen_lr_ref", "runs"}``.
+    """
+    if arm not in ARMS:
+        raise ValueError(f"unknown arm {arm!r}; choose from {ARMS}")
+    if not seeds:
+        raise ValueError("need at least one seed")
+    ckpt = load_checkpoint(ckpt_dir) or {}
+    finished: list[dict[str, Any]] = list(ckpt.get("finished", []))
+    if finished:
+        print(f"resumed from checkpoint: {len(finished)} finished runs", file=sys.stderr)
+    current = ckpt.get("current")
+
+    def save(cur: dict[str, Any] | None) -> None:
+        if ckpt_dir is not None:
+            save_checkpoint(ckpt_dir, {"finished": finished, "current": cur})
+
+    def ensure(lr_ref: float, seed: int) -> None:
+        key = run_key(lr_ref, seed)
+        if any(run_key(r["lr_ref"], r["seed"]) == key for r in finished):
+            return
+        resume = current if current is not None and current.get("key") == key else None
+        result = _one_run(
+            data, cfg, model_name=model_name, arm=arm, batch=batch, epochs=epochs,
+            lr_ref=lr_ref, seed=seed, resume=resume, save=save,
+        )
+        finished.append(result)
+        print(
+            f"{model_name} {arm} B={batch} E={epochs} {key}: lr={result['lr']:.4g} "
+            f"val {result['val_acc']:.1f}% test {result['test_acc']:.1f}% "
+            f"({'diverged, ' if result['diverged'] else ''}{result['seconds']:.1f}s)",
+            file=sys.stderr,
+        )
+        save(None)
+
+    grid = cfg[arm]["lrs"].get(model_name)
+    if not grid:
+        raise ValueError(f"config key 'lars.{arm}.lrs.{model_name}' is missing: no LR grid for this cell")
+    for lr_ref in grid:
+        ensure(float(lr_ref), seeds[0])
+    chosen = choose_lr(finished, seeds[0])
+    for seed in seeds[1:]:
+        ensure(chosen, seed)
+    return {"chosen_lr_ref": chosen, "runs": finished}

@@ -1,0 +1,97 @@
+# LARS stage (1708.03888): the large-batch study, one job per model x arm x batch x epochs cell
+# (so a cluster runs them side by side), then one aggregate job for the JSON, figure and claims.
+
+LARS = config["lars"]
+# Small CNNs run fastest on one thread, and two 1-thread jobs beat one 2-thread job on 2 cores;
+# `lars.threads: null` falls back to the top-level `threads` (full scale).
+LARS_THREADS = LARS["threads"] or THREADS
+
+for _m in list(LARS["models"]) + [LARS["longer"]["model"]] * bool(LARS["longer"]["epochs"]):
+    for _arm in ("sgd", "lars"):
+        if _m not in LARS[_arm]["lrs"]:
+            raise ValueError(f"config key 'lars.{_arm}.lrs.{_m}' is missing: model {_m!r} needs an LR grid")
+
+
+# Every cell of the study: the main grid, plus longer runs at the largest batch (Table 5).
+LARS_CELLS = list(
+    dict.fromkeys(
+        [(m, a, b, LARS["epochs"]) for m in LARS["models"] for a in ("sgd", "lars") for b in LARS["batches"]]
+        + [(LARS["longer"]["model"], LARS["longer"]["arm"], max(LARS["batches"]), e) for e in LARS["longer"]["epochs"]]
+    )
+)
+LARS_CELL_PATHS = [f"results/lars/cells/{m}/{a}/b{b}_e{e}.json" for m, a, b, e in LARS_CELLS]
+# What a cell reads is only its arm and its model's LR grid: editing another cell's settings, the
+# Table 5 epochs or the claims never reruns it (params are rerun triggers).
+LARS_CELL_SKIP = ("models", "batches", "longer", "claims", "sgd", "lars", "threads", "runtime_min")
+LARS_CELL_COMMON = {k: v for k, v in LARS.items() if k not in LARS_CELL_SKIP}
+
+
+rule lars_cell:
+    input:
+        data=classification_input(),
+    output:
+        "results/lars/cells/{model}/{arm}/b{batch}_e{epochs}.json",
+    params:
+        cfg=lambda wc: as_json(
+            LARS_CELL_COMMON | {wc.arm: LARS[wc.arm] | {"lrs": {wc.model: LARS[wc.arm]["lrs"][wc.model]}}}
+        ),
+        seed=SEED,
+        ckpt="results/checkpoints/lars/{model}_{arm}_b{batch}_e{epochs}",
+    wildcard_constraints:
+        model=r"[a-z0-9_]+",
+        arm="sgd|lars",
+        batch=r"\d+",
+        epochs=r"\d+",
+    log:
+        "results/logs/lars/cell_{model}_{arm}_b{batch}_e{epochs}.log",
+    benchmark:
+        "results/benchmarks/lars/cell_{model}_{arm}_b{batch}_e{epochs}.tsv"
+    threads: LARS_THREADS
+    resources:
+        mem_mb=4000,
+        runtime=LARS["runtime_min"],
+        gpu=0,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m repro.lars cell --config {params.cfg:q} --seed {params.seed} --threads {threads}"
+        " --in {input.data} --out {output} --checkpoint-dir {params.ckpt}"
+        " --model {wildcards.model} --arm {wildcards.arm} --batch {wildcards.batch}"
+        " --epochs {wildcards.epochs} > {log} 2>&1"
+
+
+rule lars_aggregate:
+    input:
+        cells=LARS_CELL_PATHS,
+    output:
+        study="results/lars/lars_study.json",
+        figure=report(
+            "results/lars/accuracy_vs_batch.png",
+            caption="../report/lars.rst",
+            category="LARS",
+        ),
+        claims="results/claims/lars.json",
+    params:
+        cfg=as_json(LARS),
+        seed=SEED,
+    log:
+        "results/logs/lars/aggregate.log",
+    benchmark:
+        "results/benchmarks/lars/aggregate.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m repro.lars aggregate --config {params.cfg:q} --seed {params.seed} --threads {threads}"
+        " --in {input.cells} --out {output.study} --figure {output.figure} --claims {output.claims}"
+        " > {log} 2>&1"
+
+
+register_targets(
+    rules.lars_aggregate.output.study,
+    rules.lars_aggregate.output.figure,
+    rules.lars_aggregate.output.claims,
+)
