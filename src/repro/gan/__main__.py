@@ -1,0 +1,5 @@
+import sys
+
+from repro.gan.cli import main
+
+sys.exit(main())

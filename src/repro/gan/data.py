@@ -1,0 +1,159 @@
+"""Loaders for the stage's inputs; each names the bad file or key when the input is not as expected.
+
+- 2-D mixtures: ``results/data/mixtures/<name>.npz`` (samples [n, 2], labels, centers [K, 2], std);
+- digits: ``results/data/digits.npz`` (x_train float32 [n, 8, 8] in [0, 1], y_train, x_test, y_test);
+- MNIST: the idx files of ``results/data/raw/mnist`` (``train-images-idx3-ubyte`` etc., gzipped or
+  not, found anywhere below the folder), zero-padded from 28x28 to 32x32 for the DCGAN nets;
+- CIFAR-10: the python pickles of ``results/data/raw/cifar10`` (``cifar-10-batches-py/data_batch_1``
+  … ``_5`` and ``test_batch``).
+
+Images are returned as uint8 [n, C, H, W] with int64 labels; :func:`to_unit_range` maps them to
+[-1, 1], the range of the generators' tanh output. Digits are returned already in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Mixture", "ImageSet", "load_mixture", "load_digits", "load_mnist", "load_cifar10", "load_images", "to_unit_range"]
+
+IMAGE_DATASETS = ("digits", "mnist", "cifar10")
+MIXTURE_DATASETS = ("ring8", "ring6", "grid25")
+
+
+@dataclass(frozen=True)
+class Mixture:
+    samples: np.ndarray  # float32 [n, 2]
+    labels: np.ndarray  # int64 [n]
+    centers: np.ndarray  # float64 [K, 2]
+    std: float
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    x_train: np.ndarray  # uint8 [n, C, H, W] (mnist, cifar10) or float32 [n, 1, 8, 8] in [-1, 1] (digits)
+    y_train: np.ndarray  # int64 [n]
+    x_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+
+
+def _need(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise FileNotFoundError(f"{what}: no such file or folder {str(path)!r}")
+    return path
+
+
+def _load_npz(path: Path, keys: tuple[str, ...], what: str) -> dict[str, np.ndarray]:
+    """The named arrays of an .npz file; the error names the file and the missing arrays."""
+    with np.load(_need(path, what)) as f:
+        missing = [k for k in keys if k not in f.files]
+        if missing:
+            raise ValueError(f"{path}: {what} file lacks arrays {missing}")
+        return {k: f[k] for k in keys}
+
+
+def load_mixture(path: str | Path) -> Mixture:
+    """One ``<name>.npz`` written by the data stage (``repro.data.mixtures.write_mixtures``)."""
+    path = Path(path)
+    a = _load_npz(path, ("samples", "labels", "centers", "std"), "mixture")
+    samples, labels, centers, std = a["samples"], a["labels"], a["centers"], float(a["std"])
+    if samples.ndim != 2 or samples.shape[1] != 2:
+        raise ValueError(f"{path}: 'samples' must have shape [n, 2], got {samples.shape}")
+    if centers.ndim != 2 or centers.shape[1] != 2:
+        raise ValueError(f"{path}: 'centers' must have shape [K, 2], got {centers.shape}")
+    if not std > 0:
+        raise ValueError(f"{path}: 'std' must be positive, got {std}")
+    return Mixture(samples.astype(np.float32), labels.astype(np.int64), centers.astype(np.float64), std)
+
+
+def load_digits(path: str | Path) -> ImageSet:
+    """scikit-learn's digits as float32 [n, 1, 8, 8] in [-1, 1]."""
+    path = Path(path)
+    arrays = _load_npz(path, ("x_train", "y_train", "x_test", "y_test"), "digits")
+    for key in ("x_train", "x_test"):
+        if arrays[key].ndim != 3 or arrays[key].shape[1:] != (8, 8):
+            raise ValueError(f"{path}: {key!r} must have shape [n, 8, 8], got {arrays[key].shape}")
+    x_tr = (arrays["x_train"].astype(np.float32) * 2 - 1)[:, None]
+    x_te = (arrays["x_test"].astype(np.float32) * 2 - 1)[:, None]
+    return ImageSet(x_tr, arrays["y_train"].astype(np.int64), x_te, arrays["y_test"].astype(np.int64), 10)
+
+
+def _find(folder: Path, stem: str) -> Path:
+    """``stem`` or ``stem.gz`` anywhere below ``folder``."""
+    for name in (stem, stem + ".gz"):
+        hits = sorted(folder.rglob(name))
+        if hits:
+            return hits[0]
+    raise FileNotFoundError(f"{folder}: no {stem!r} (or {stem}.gz) below this folder; is the download complete?")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An idx file (LeCun's MNIST format), gzipped or not, as a numpy array."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        data = fh.read()
+    if len(data) < 4:
+        raise ValueError(f"{path}: too short for an idx file")
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise ValueError(f"{path}: not an unsigned-byte idx file (magic {data[:4].hex()})")
+    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: header says shape {shape} but the file holds {body.size} values")
+    return body.reshape(shape)
+
+
+def load_mnist(folder: str | Path) -> ImageSet:
+    """MNIST from its idx files, zero-padded to uint8 [n, 1, 32, 32]."""
+    folder = _need(Path(folder), "mnist")
+    parts = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        x = read_idx(_find(folder, f"{prefix}-images-idx3-ubyte"))
+        y = read_idx(_find(folder, f"{prefix}-labels-idx1-ubyte"))
+        if x.ndim != 3 or x.shape[1:] != (28, 28) or len(x) != len(y):
+            raise ValueError(f"{folder}: MNIST {split} images {x.shape} / labels {y.shape} do not match [n, 28, 28] / [n]")
+        parts[split] = (np.pad(x, ((0, 0), (2, 2), (2, 2)))[:, None].copy(), y.astype(np.int64))
+    return ImageSet(parts["train"][0], parts["train"][1], parts["test"][0], parts["test"][1], 10)
+
+
+def load_cifar10(folder: str | Path) -> ImageSet:
+    """CIFAR-10 from the python pickles as uint8 [n, 3, 32, 32]."""
+    folder = _need(Path(folder), "cifar10")
+
+    def batch(name: str) -> tuple[np.ndarray, np.ndarray]:
+        path = _find(folder, name)
+        with open(path, "rb") as fh:
+            d = pickle.load(fh, encoding="bytes")
+        if b"data" not in d or b"labels" not in d:
+            raise ValueError(f"{path}: not a CIFAR-10 python batch (no b'data'/b'labels')")
+        x = np.asarray(d[b"data"], dtype=np.uint8)
+        if x.ndim != 2 or x.shape[1] != 3 * 32 * 32:
+            raise ValueError(f"{path}: data has shape {x.shape}, expected [n, 3072]")
+        return x.reshape(-1, 3, 32, 32), np.asarray(d[b"labels"], dtype=np.int64)
+
+    train = [batch(f"data_batch_{i}") for i in range(1, 6)]
+    x_te, y_te = batch("test_batch")
+    return ImageSet(np.concatenate([t[0] for t in train]), np.concatenate([t[1] for t in train]), x_te, y_te, 10)
+
+
+def load_images(dataset: str, path: str | Path) -> ImageSet:
+    """Dispatch on the experiment's dataset name."""
+    loaders = {"digits": load_digits, "mnist": load_mnist, "cifar10": load_cifar10}
+    if dataset not in loaders:
+        raise ValueError(f"unknown image dataset {dataset!r} (expected one of {sorted(loaders)})")
+    return loaders[dataset](path)
+
+
+def to_unit_range(x: np.ndarray) -> np.ndarray:
+    """uint8 images to float32 in [-1, 1]; float inputs (digits) are returned as float32 unchanged."""
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / 127.5 - 1.0
+    return x.astype(np.float32)

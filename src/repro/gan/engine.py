@@ -1,0 +1,112 @@
+"""The training loop: one code path for every arm, any device, with checkpoint/resume.
+
+``train`` runs ``setup.step`` on batches from ``sample_real`` and fresh noise, evaluates every
+``eval_every`` steps (and at the last step), and every ``checkpoint_every`` steps writes one dict
+(nets, optimizers, step, metric history, RNG states) to ``<checkpoint_dir>/latest.pt`` via
+``repro.common.checkpoint``. If a checkpoint exists it resumes from it and logs "resumed from step N".
+A non-finite loss stops the run with :class:`NonFiniteLossError` naming the arm, step and loss term.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any, Callable
+
+import torch
+from tqdm import tqdm
+
+from repro.common.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from repro.gan.arms import ArmSetup, sample_noise
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite."""
+
+
+def _state(setup: ArmSetup, step: int, history: list[dict], device: torch.device, fingerprint: str) -> dict[str, Any]:
+    rng = rng_state()
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    return {
+        "arm": setup.arm,
+        "fingerprint": fingerprint,
+        "step": step,
+        "nets": {k: v.state_dict() for k, v in setup.nets.items()},
+        "opts": {k: v.state_dict() for k, v in setup.opts.items()},
+        "history": history,
+        "rng": rng,
+    }
+
+
+def _restore(setup: ArmSetup, state: dict[str, Any], device: torch.device) -> None:
+    if state.get("arm") != setup.arm:
+        raise ValueError(f"checkpoint is for arm {state.get('arm')!r}, not {setup.arm!r}; use another --checkpoint-dir")
+    for k, net in setup.nets.items():
+        net.load_state_dict(state["nets"][k])
+    for k, opt in setup.opts.items():
+        opt.load_state_dict(state["opts"][k])
+    set_rng_state(state["rng"])
+    if device.type == "cuda" and "cuda" in state["rng"]:
+        torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+
+
+def train(
+    setup: ArmSetup,
+    *,
+    sample_real: Callable[[int], torch.Tensor],
+    steps: int,
+    batch_size: int,
+    device: torch.device,
+    evaluate: Callable[[int], dict[str, Any]],
+    eval_every: int,
+    checkpoint_dir: str | None = None,
+    checkpoint_every: int = 0,
+    fingerprint: str = "",
+    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
+) -> list[dict[str, Any]]:
+    """Train ``setup`` for ``steps`` iterations; returns the metric history (one row per evaluation).
+
+    ``fingerprint`` (e.g. a hash of config, arm and seed) is stored in the checkpoint; a checkpoint
+    with another fingerprint is ignored, so a changed config never resumes a stale run.
+    Each row: ``step``, the evaluation's metrics, the mean of every loss term since the previous
+    row (``loss_d``, ``loss_g``, …) and ``train_s`` (wall seconds of training so far, evaluation excluded).
+    """
+    history: list[dict[str, Any]] = []
+    start = 0
+    state = load_checkpoint(checkpoint_dir)
+    if state is not None and state.get("fingerprint", "") != fingerprint:
+        log(f"checkpoint in {checkpoint_dir} was made with another config/arm/seed; starting fresh")
+        state = None
+    if state is not None:
+        _restore(setup, state, device)
+        start, history = int(state["step"]), list(state["history"])
+        log(f"resumed from step {start}")
+    for net in setup.nets.values():
+        net.train()
+    sums: dict[str, float] = {}
+    count = 0
+    train_s = history[-1]["train_s"] if history else 0.0
+    tick = time.perf_counter()
+    k = setup.n_generators
+    for step in tqdm(range(start, steps), initial=start, total=steps, file=sys.stderr, mininterval=10, desc=setup.arm):
+        x = sample_real(batch_size)
+        z = sample_noise(k * setup.per_generator, setup.z_dim, setup.z_dist, device)
+        out = setup.step(setup, x, z)
+        for name, value in out.items():
+            v = float(value)
+            if not math.isfinite(v):
+                raise NonFiniteLossError(f"arm {setup.arm}: loss term {name!r} is {v} at step {step + 1}; stopping")
+            sums[name] = sums.get(name, 0.0) + v
+        count += 1
+        done = step + 1
+        if done % eval_every == 0 or done == steps:
+            train_s += time.perf_counter() - tick
+            row = {"step": done, **evaluate(done), **{n: s / count for n, s in sums.items()}, "train_s": train_s}
+            history.append(row)
+            sums, count = {}, 0
+            tick = time.perf_counter()
+        if checkpoint_dir is not None and checkpoint_every > 0 and (done % checkpoint_every == 0 or done == steps):
+            save_checkpoint(checkpoint_dir, _state(setup, done, history, device, fingerprint))
+    return history

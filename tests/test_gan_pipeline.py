@@ -1,0 +1,197 @@
+"""GAN stage, I/O edges: loaders (MNIST idx, CIFAR-10 pickles), the CLI end to end on tiny runs,
+bad inputs, the Inception-weights option, and the smoke DAG's claims and figures."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import FULL, run_snakemake
+from repro.common.claims import read_claims
+from repro.gan.classifier import load_inception
+from repro.gan.cli import main
+from repro.gan.data import load_cifar10, load_mixture, load_mnist
+
+CLAIM_IDS = {
+    "gan_mgan_ring8_all_modes",
+    "gan_mgan_vs_gan_ring8",
+    "gan_mgan_beta_ablation_ring8",
+    "gan_reggan_vs_gan_ring6",
+    "gan_modereg_missing_modes",
+    "gan_mgan_cifar10_is",
+    "gan_mode_score_printed",
+}
+
+
+def _idx(path: Path, arr: np.ndarray, *, gz: bool) -> None:
+    header = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    data = header + arr.astype(np.uint8).tobytes()
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        path.write_bytes(gzip.compress(data))
+    else:
+        path.write_bytes(data)
+
+
+def test_mnist_loader_reads_idx_files_gzipped_or_not(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    (tmp_path / "sub").mkdir()
+    _idx(tmp_path / "sub" / "train-images-idx3-ubyte", rng.integers(0, 256, (6, 28, 28)), gz=True)
+    _idx(tmp_path / "sub" / "train-labels-idx1-ubyte", np.arange(6) % 10, gz=True)
+    _idx(tmp_path / "t10k-images-idx3-ubyte", rng.integers(0, 256, (3, 28, 28)), gz=False)
+    _idx(tmp_path / "t10k-labels-idx1-ubyte", np.array([7, 8, 9]), gz=False)
+    ds = load_mnist(tmp_path)
+    assert ds.x_train.shape == (6, 1, 32, 32) and ds.x_train.dtype == np.uint8
+    assert ds.x_train[:, :, :2].max() == 0  # zero padding 28 -> 32
+    assert ds.y_test.tolist() == [7, 8, 9]
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x0d\x01" + b"\x00" * 8)
+    with pytest.raises(ValueError, match="t10k-labels-idx1-ubyte: not an unsigned-byte idx file"):
+        load_mnist(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no 'train-images-idx3-ubyte'"):
+        load_mnist(tmp_path / "empty")
+
+
+def test_cifar10_loader_reads_python_batches(tmp_path: Path) -> None:
+    root = tmp_path / "cifar-10-batches-py"
+    root.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        d = {b"data": np.full((2, 3072), 7, np.uint8), b"labels": [1, 2]}
+        (root / name).write_bytes(pickle.dumps(d))
+    ds = load_cifar10(tmp_path)
+    assert ds.x_train.shape == (10, 3, 32, 32) and ds.x_test.shape == (2, 3, 32, 32)
+    assert ds.y_train.tolist() == [1, 2] * 5
+
+
+def test_inception_option_without_weights_fails_clearly(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="gan.inception_weights.*never.*downloads"):
+        load_inception(None)
+    with pytest.raises(FileNotFoundError, match="no such weights file"):
+        load_inception(tmp_path / "absent.pth")
+
+
+def test_inception_option_with_a_weights_file_scores_images(tmp_path: Path) -> None:
+    """The present-weights path: a torchvision inception_v3 state dict (random here; the real file
+    on a cluster) loads and gives p(y|x) over 1000 classes for [-1, 1] images of any size."""
+    from torchvision.models import inception_v3
+
+    from repro.gan.classifier import predict_probs
+
+    torch.manual_seed(0)
+    weights = tmp_path / "inception_v3.pth"
+    torch.save(inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict(), weights)
+    net = load_inception(weights)
+    probs = predict_probs(net, torch.rand(2, 1, 32, 32) * 2 - 1, batch_size=2)
+    assert probs.shape == (2, 1000) and np.allclose(probs.sum(1), 1.0)
+    torch.save({"fc.weight": torch.zeros(3)}, weights)
+    with pytest.raises(ValueError, match="not an inception_v3 state dict"):
+        load_inception(weights)
+
+
+def test_inception_option_stops_the_dag_before_any_job(tmp_path: Path) -> None:
+    extra = tmp_path / "inception.yaml"
+    extra.write_text(yaml.safe_dump({"gan": {"run": ["cifar10"], "inception_weights": None,
+                                             "experiments": {"cifar10": {"scorer": "inception_v3"}}}}))
+    proc = run_snakemake(["-n", "--configfile", str(FULL), str(extra)], tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "gan.inception_weights" in out, out[-2000:]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from repro.data.digits import write_digits
+    from repro.data.mixtures import write_mixtures
+
+    root = tmp_path_factory.mktemp("gan_data")
+    write_mixtures(root / "mixtures", {"n_samples": 2000}, 0)
+    write_digits(root / "digits.npz", {"test_fraction": 0.3}, 0)
+    return root
+
+
+def _cfg(**exp) -> str:
+    base = {"steps": 20, "eval_every": 10, "checkpoint_every": 10, "batch_size": 16, "z_dim": 8, "g_hidden": 16,
+            "d_hidden": 16, "arms": ["gan", "reggan", "mdgan", "mgan", "mgan_beta0"], "n_generators": 4}
+    cfg = {"seeds": 1, "plot_samples": 64, "metrics": {"eval_samples": 400, "w1_samples": 50},
+           "experiments": {"ring8": {**base, **exp}, "digits": {**base, "scorer_epochs": 2, "n_generators": 10, **exp}}}
+    return json.dumps(cfg)
+
+
+def _train(data: Path, out: Path, experiment: str, arm: str, cfg: str, extra: list[str] = ()) -> int:
+    inp = data / "mixtures" / f"{experiment}.npz" if experiment != "digits" else data / "digits.npz"
+    return main(["train", "--config", cfg, "--seed", "0", "--threads", "1", "--experiment", experiment, "--arm", arm,
+                 "--in", str(inp), *extra, "--out", str(out / f"{arm}.json"), "--samples", str(out / f"{arm}.npz"),
+                 "--weights", str(out / f"{arm}.pt"), "--metrics-csv", str(out / f"{arm}.csv"),
+                 "--checkpoint-dir", str(out / f"ckpt_{arm}")])
+
+
+@pytest.mark.parametrize("arm", ["gan", "reggan", "mdgan", "mgan", "mgan_beta0"])
+def test_cli_train_every_arm_on_ring8(data: Path, tmp_path: Path, arm: str) -> None:
+    assert _train(data, tmp_path, "ring8", arm, _cfg()) == 0
+    res = json.loads((tmp_path / f"{arm}.json").read_text())
+    assert [r["step"] for r in res["history"]] == [10, 20]
+    assert res["n_modes"] == 8 and 0 <= res["final"]["modes_covered"] <= 8 and res["provenance"]["seed"] == 0
+    assert (tmp_path / f"{arm}.csv").read_text().splitlines()[0].startswith("step,modes_covered,high_quality_pct")
+    weights = torch.load(tmp_path / f"{arm}.pt", weights_only=True)
+    assert "G" in weights and ("E" in weights) == (arm in ("reggan", "mdgan"))
+    with np.load(tmp_path / f"{arm}.npz") as f:
+        assert f["samples"].shape == (64, 2) and f["generator"].max() == (3 if arm.startswith("mgan") else 0)
+
+
+def test_cli_resumes_from_checkpoint(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert _train(data, tmp_path, "ring8", "gan", _cfg()) == 0
+    first = json.loads((tmp_path / "gan.json").read_text())["final"]
+    assert _train(data, tmp_path, "ring8", "gan", _cfg()) == 0
+    assert "resumed from step 20" in capsys.readouterr().err
+    assert json.loads((tmp_path / "gan.json").read_text())["final"] == first
+
+
+def test_cli_digits_scorer_and_train(data: Path, tmp_path: Path) -> None:
+    cfg = _cfg()
+    assert main(["scorer", "--config", cfg, "--seed", "0", "--experiment", "digits", "--in", str(data / "digits.npz"),
+                 "--out", str(tmp_path / "scorer.pt"), "--metrics", str(tmp_path / "scorer.json")]) == 0
+    info = json.loads((tmp_path / "scorer.json").read_text())
+    assert info["test_accuracy"] > 0.5 and info["real_test_is"] > 3
+    assert _train(data, tmp_path, "digits", "mgan", cfg, ["--scorer", str(tmp_path / "scorer.pt")]) == 0
+    final = json.loads((tmp_path / "mgan.json").read_text())["final"]
+    assert abs(final["mode_minus_is"]) < 1e-9 and 1 <= final["inception_score"] <= 10
+    with np.load(tmp_path / "mgan.npz") as f:
+        assert f["samples"].shape[1:] == (1, 8, 8) and f["samples"].min() >= -1
+
+
+def test_cli_bad_inputs_name_the_problem(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["train", "--config", _cfg(), "--experiment", "ring8", "--arm", "gan", "--in", str(tmp_path / "nope.npz"),
+                 "--out", str(tmp_path / "a.json"), "--samples", str(tmp_path / "a.npz"), "--weights", str(tmp_path / "a.pt"),
+                 "--metrics-csv", str(tmp_path / "a.csv")]) == 2
+    assert "nope.npz" in capsys.readouterr().err
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, samples=np.zeros((5, 3)), labels=np.zeros(5), centers=np.zeros((2, 2)), std=0.1)
+    with pytest.raises(ValueError, match="'samples' must have shape"):
+        load_mixture(bad)
+    assert _train(data, tmp_path, "ring8", "gan", json.dumps({"experiments": {"ring8": {"stepz": 1}}})) == 2
+    assert "gan.experiments.ring8.stepz" in capsys.readouterr().err
+
+
+def test_smoke_dag_gan_claims_and_figures(smoke_run: Path) -> None:
+    rows = {r["claim_id"]: r for r in read_claims(smoke_run / "results" / "claims" / "gan.json")}
+    assert set(rows) == CLAIM_IDS
+    assert rows["gan_mgan_cifar10_is"]["verdict"] == "inconclusive"  # full scale only
+    assert rows["gan_mode_score_printed"]["verdict"] == "fails" and rows["gan_mode_score_printed"]["ours_mean"] < 1e-6
+    for row in rows.values():
+        if row["ours_ci95"] is not None:
+            assert row["ours_ci95"][0] <= row["ours_mean"] <= row["ours_ci95"][1]
+    figures = smoke_run / "results" / "gan" / "figures"
+    smoke_cfg = yaml.safe_load((Path(__file__).parents[1] / "workflow/configs/smoke.yaml").read_text())["gan"]
+    for exp in smoke_cfg["run"]:
+        for kind in ("samples", "curves"):
+            png = figures / f"{exp}_{kind}.png"
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000, png
+        summary = json.loads((smoke_run / "results" / "gan" / exp / "summary.json").read_text())
+        assert summary["provenance"]["stage"] == "gan"

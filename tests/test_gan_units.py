@@ -1,0 +1,291 @@
+"""GAN stage, pure functions: metrics, losses, MGAN batch layout, IS/MODE scores, optimizer, resume."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from repro.gan import losses
+from repro.gan.arms import build_arm, generate, mgan_step
+from repro.gan.config import EXPERIMENT_DEFAULTS, experiment_config
+from repro.gan.engine import NonFiniteLossError, train
+from repro.gan.metrics import (
+    histogram_edges,
+    image_metrics,
+    inception_score,
+    mixture_bin_masses,
+    mixture_metrics,
+    mode_coverage,
+    mode_score_printed,
+    mode_score_variant,
+    sample_histogram,
+    symmetric_kl,
+    under_generated_classes,
+    wasserstein1_exact,
+)
+from repro.gan.models import MixtureMLPGenerator, generator_index
+from repro.gan.optim import Adam
+
+RING8 = 2.0 * np.stack([np.cos(2 * np.pi * np.arange(8) / 8), np.sin(2 * np.pi * np.arange(8) / 8)], 1)
+STD8 = math.sqrt(0.02)
+
+
+def ring_samples(modes: list[int], n: int, rng: np.random.Generator, std: float = STD8) -> np.ndarray:
+    idx = rng.choice(modes, size=n)
+    return RING8[idx] + std * rng.standard_normal((n, 2))
+
+
+# --------------------------------------------------------------------------- 2-D metrics
+
+
+def test_all_modes_hit_gives_8_covered() -> None:
+    x = ring_samples(list(range(8)), 10000, np.random.default_rng(0))
+    out = mode_coverage(x, RING8, STD8)
+    assert out["modes_covered"] == 8
+    assert out["high_quality_pct"] > 98.0  # 3-sigma disc of a 2-D Gaussian holds 98.9%
+
+
+def test_one_mode_gives_1_covered() -> None:
+    x = ring_samples([3], 10000, np.random.default_rng(1))
+    out = mode_coverage(x, RING8, STD8)
+    assert out["modes_covered"] == 1
+    assert out["mode_counts"][3] > 9800 and sum(out["mode_counts"]) == out["mode_counts"][3]
+
+
+def test_far_points_are_not_high_quality_and_cover_nothing() -> None:
+    x = np.random.default_rng(2).uniform(8, 9, size=(5000, 2))
+    out = mode_coverage(x, RING8, STD8)
+    assert out["high_quality_pct"] == 0.0 and out["modes_covered"] == 0
+    # between two modes (1.53 apart, 3 sigma = 0.42): nearest mode is > 3 sigma away
+    mid = (RING8[0] + RING8[1]) / 2
+    assert mode_coverage(np.repeat(mid[None], 100, 0), RING8, STD8)["high_quality_pct"] == 0.0
+
+
+def test_coverage_threshold_is_relative_to_all_samples() -> None:
+    rng = np.random.default_rng(3)
+    x = np.concatenate([ring_samples([0], 9950, rng), ring_samples([5], 50, rng)])  # 0.5% at mode 5
+    assert mode_coverage(x, RING8, STD8, min_fraction=0.01)["modes_covered"] == 1
+    assert mode_coverage(x, RING8, STD8, min_fraction=0.004)["modes_covered"] == 2
+
+
+def test_histogram_kl_small_for_true_samples_large_for_collapse() -> None:
+    rng = np.random.default_rng(4)
+    edges = histogram_edges(RING8, bins=50, margin=1.0)
+    p = mixture_bin_masses(RING8, STD8, edges)
+    assert p.sum() == pytest.approx(1.0) and p[-1] < 1e-6  # overflow bin of the true mixture ~ 0
+    good = symmetric_kl(p, sample_histogram(ring_samples(list(range(8)), 10000, rng), edges))
+    bad = symmetric_kl(p, sample_histogram(ring_samples([0], 10000, rng), edges))
+    assert good < 0.5 < 5 < bad
+    assert symmetric_kl(p, p) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_w1_exact_on_shifted_copy_equals_the_shift() -> None:
+    a = np.random.default_rng(5).standard_normal((300, 2))
+    assert wasserstein1_exact(a, a) == pytest.approx(0.0)
+    # shifting a set by a vector v: the identity assignment costs |v| and is optimal (W1 >= |mean shift|)
+    assert wasserstein1_exact(a, a + np.array([3.0, 4.0])) == pytest.approx(5.0)
+
+
+def test_mixture_metrics_has_every_metric() -> None:
+    rng = np.random.default_rng(6)
+    x = ring_samples(list(range(8)), 4000, rng)
+    out = mixture_metrics(x, ring_samples(list(range(8)), 4000, rng), RING8, STD8, rng=rng, w1_samples=200)
+    assert out["modes_covered"] == 8 and 0 <= out["w1"] < 0.5 and out["sym_kl"] < 1.0
+
+
+# --------------------------------------------------------------------------- image scores
+
+
+def test_inception_score_uniform_vs_one_hot_predictor() -> None:
+    """IS = exp(E_x KL(p(y|x) || p*(y))) (Salimans et al. 2016): a uniform predictor gives 1; a
+    confident predictor over balanced classes gives the number of classes."""
+    uniform = np.full((1000, 10), 0.1)
+    assert inception_score(uniform)[0] == pytest.approx(1.0)
+    one_hot = np.eye(10)[np.arange(1000) % 10]
+    assert inception_score(one_hot)[0] == pytest.approx(10.0)
+    collapsed = np.eye(10)[np.zeros(1000, dtype=int)]  # confident but one class: IS 1
+    assert inception_score(collapsed)[0] == pytest.approx(1.0)
+
+
+def test_mode_score_as_printed_equals_is__eq4() -> None:
+    """1612.02136 eq. 4 as printed: the p(y) terms cancel, so MODE = IS for any train marginal."""
+    rng = np.random.default_rng(7)
+    probs = rng.dirichlet(np.full(10, 0.3), size=500)
+    for train in (np.full(10, 0.1), rng.dirichlet(np.ones(10))):
+        assert mode_score_printed(probs, train) == pytest.approx(inception_score(probs)[0], rel=1e-12)
+    # the variant IS * exp(-KL(p* || p_train)) penalises a mismatched marginal
+    skewed = np.eye(10)[rng.choice(10, size=1000, p=[0.55] + [0.05] * 9)]
+    assert mode_score_variant(skewed, np.full(10, 0.1)) < inception_score(skewed)[0]
+    balanced = np.eye(10)[np.arange(1000) % 10]
+    assert mode_score_variant(balanced, np.full(10, 0.1)) == pytest.approx(10.0)
+
+
+def test_under_generated_classes() -> None:
+    probs = np.eye(10)[np.r_[np.zeros(500, int), np.arange(500) % 8 + 1]]  # class 0 over, 9 missing
+    out = under_generated_classes(probs, np.full(10, 0.1), ratio=0.5)
+    assert out["missing"] == 1 and out["under_generated"] == 1
+    full = image_metrics(probs, np.full(10, 0.1))
+    assert abs(full["mode_minus_is"]) < 1e-9
+
+
+# --------------------------------------------------------------------------- MGAN layout and losses
+
+
+def test_mgan_batch_layout_and_classifier_targets() -> None:
+    """MGAN §3.1: equal samples per generator; generator k's rows are labelled k for C."""
+    assert generator_index(3, 2).tolist() == [0, 0, 1, 1, 2, 2]
+    torch.manual_seed(0)
+    g = MixtureMLPGenerator(z_dim=4, hidden=8, out_dim=2, n_generators=3)
+    z = torch.randn(6, 4)
+    out = g(z)
+    # generator k only sees rows k*m..(k+1)*m-1: same z through generator 0 vs 1 differs
+    z_same = z[:2].repeat(3, 1)
+    o = g(z_same)
+    assert not torch.allclose(o[0:2], o[2:4]) and out.shape == (6, 2)
+    # the first layer is the only per-generator one: zeroing generator 1's first layer changes only rows 2-3
+    with torch.no_grad():
+        g.first.weight[1].zero_()
+        g.first.bias[1].zero_()
+    o2 = g(z)
+    assert torch.allclose(o2[[0, 1, 4, 5]], out[[0, 1, 4, 5]]) and not torch.allclose(o2[2:4], out[2:4])
+
+
+def test_mgan_step_trains_classifier_on_generator_labels() -> None:
+    torch.manual_seed(0)
+    cfg = experiment_config({"experiments": {"ring8": {"n_generators": 4, "batch_size": 16, "z_dim": 8, "lr": 1e-2}}}, "ring8")
+    setup = build_arm("mgan", cfg, data_shape=(2,), device="cpu")
+    assert setup.n_generators == 4 and setup.per_generator == 4
+    x = torch.from_numpy(ring_samples(list(range(8)), 16, np.random.default_rng(0)).astype(np.float32))
+    first = [float(mgan_step(setup, x, torch.randn(16, 8))["loss_c"]) for _ in range(60)][:5]
+    last = [float(mgan_step(setup, x, torch.randn(16, 8))["loss_c"]) for _ in range(5)]
+    assert np.mean(last) < np.mean(first)  # C learns to tell the generators apart (targets = generator index)
+    samples, ids = generate(setup, 10, device="cpu")
+    assert len(samples) == 12 and ids.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+
+
+def test_corrected_reggan_loss_pushes_d_of_reconstruction_up__eq1() -> None:
+    """1612.02136 eqs. 1-2 print +lambda2 log D(G(E(x))) in a loss G/E minimise; descending the
+    corrected term raises D(G(E(x))), descending the printed one lowers it."""
+    torch.manual_seed(0)
+    d = torch.nn.Linear(2, 1)
+    for corrected, direction in ((True, 1), (False, -1)):
+        rec = torch.randn(64, 2, requires_grad=True)  # stands for G(E(x))
+        before = torch.sigmoid(d(rec)).mean()
+        loss = losses.mode_regularizer(d(rec).squeeze(1), corrected=corrected)
+        (grad,) = torch.autograd.grad(loss, rec)
+        after = torch.sigmoid(d(rec - 0.5 * grad)).mean()
+        assert direction * (after - before) > 0
+    # the full regularizer: lambda1 * d + lambda2 * (-log D)
+    x = torch.zeros(4, 2)
+    r = losses.reggan_regularizer(x, x + 1, torch.zeros(4), lambda1=0.2, lambda2=0.4)
+    assert float(r) == pytest.approx(0.2 * 2.0 + 0.4 * math.log(2))
+
+
+def test_discriminator_and_generator_losses() -> None:
+    big = torch.full((5,), 20.0)
+    assert float(losses.discriminator_loss(big, -big)) == pytest.approx(0.0, abs=1e-6)
+    assert float(losses.generator_loss(torch.zeros(3))) == pytest.approx(math.log(2))
+
+
+# --------------------------------------------------------------------------- optimizer, engine
+
+
+def test_adam_matches_torch_adam() -> None:
+    torch.manual_seed(0)
+    a = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(5, 1))
+    b = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(5, 1))
+    b.load_state_dict(a.state_dict())
+    ours = Adam(a.parameters(), lr=1e-2, betas=(0.5, 0.999))
+    ref = torch.optim.Adam(b.parameters(), lr=1e-2, betas=(0.5, 0.999))
+    for _ in range(25):
+        x = torch.randn(8, 3)
+        for net, opt in ((a, ours), (b, ref)):
+            opt.zero_grad()
+            net(x).pow(2).mean().backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
+
+
+def _tiny_setup(arm: str = "gan"):
+    torch.manual_seed(0)
+    cfg = experiment_config({"experiments": {"ring8": {"batch_size": 16, "z_dim": 4, "g_hidden": 16, "d_hidden": 16, "n_generators": 2, "lr": 1e-3}}}, "ring8")
+    return build_arm(arm, cfg, data_shape=(2,), device="cpu")
+
+
+def test_checkpoint_resume_gives_the_same_run(tmp_path) -> None:
+    real = torch.from_numpy(ring_samples(list(range(8)), 500, np.random.default_rng(0)).astype(np.float32))
+    kwargs = dict(batch_size=16, device=torch.device("cpu"), evaluate=lambda s: {"m": 0.0}, eval_every=5, checkpoint_every=10)
+
+    def sample(n):
+        return real[torch.randint(len(real), (n,))]
+
+    full = _tiny_setup("mgan")
+    torch.manual_seed(1)
+    hist_full = train(full, sample_real=sample, steps=20, **kwargs)
+
+    calls = {"n": 0}
+
+    def crashing(n):
+        calls["n"] += 1
+        if calls["n"] == 15:
+            raise KeyboardInterrupt
+        return sample(n)
+
+    part = _tiny_setup("mgan")
+    torch.manual_seed(1)
+    with pytest.raises(KeyboardInterrupt):
+        train(part, sample_real=crashing, steps=20, checkpoint_dir=str(tmp_path), fingerprint="x", **kwargs)
+    logs: list[str] = []
+    resumed = _tiny_setup("mgan")
+    hist = train(resumed, sample_real=sample, steps=20, checkpoint_dir=str(tmp_path), fingerprint="x", log=logs.append, **kwargs)
+    assert "resumed from step 10" in logs
+    assert [r["step"] for r in hist] == [r["step"] for r in hist_full] == [5, 10, 15, 20]
+    for p, q in zip(resumed.generator.parameters(), full.generator.parameters()):
+        assert torch.equal(p, q)
+    # another fingerprint (config/seed changed): the stale checkpoint is ignored
+    logs.clear()
+    train(_tiny_setup("mgan"), sample_real=sample, steps=20, checkpoint_dir=str(tmp_path), fingerprint="y", log=logs.append, **kwargs)
+    assert any("starting fresh" in m for m in logs)
+
+
+def test_nan_loss_stops_with_a_clear_error() -> None:
+    setup = _tiny_setup()
+    with pytest.raises(NonFiniteLossError, match="loss term 'loss_d' is nan at step 1"):
+        train(setup, sample_real=lambda n: torch.full((n, 2), float("nan")), steps=3, batch_size=4,
+              device=torch.device("cpu"), evaluate=lambda s: {}, eval_every=10)
+
+
+def test_config_defaults_match_the_schema() -> None:
+    import yaml
+
+    from conftest import REPO
+    from repro.gan.config import METRIC_DEFAULTS, STAGE_DEFAULTS
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["properties"]["gan"]
+    exp = {k: v["default"] for k, v in schema["$defs"]["experiment"]["properties"].items()}
+    assert exp == EXPERIMENT_DEFAULTS
+    metrics = {k: v["default"] for k, v in schema["properties"]["metrics"]["properties"].items()}
+    assert metrics == METRIC_DEFAULTS
+    top = {k: v.get("default") for k, v in schema["properties"].items() if k not in ("metrics", "experiments")}
+    assert top == {k: v for k, v in STAGE_DEFAULTS.items() if k not in ("metrics", "experiments")}
+    with pytest.raises(ValueError, match="gan.experiments.ring8.stepz"):
+        experiment_config({"experiments": {"ring8": {"stepz": 3}}}, "ring8")
+
+
+@pytest.mark.parametrize("arm,channels", [("mgan", 3), ("reggan", 1), ("mdgan", 1), ("gan", 3)])
+def test_dcgan_nets_train_one_step_on_32px_images(arm: str, channels: int) -> None:
+    """Full-scale nets (MGAN's CIFAR-10 DCGAN, K generators sharing all but the first layer), tiny width."""
+    torch.manual_seed(0)
+    cfg = experiment_config({"experiments": {"cifar10": {"model": "dcgan", "width": 8, "z_dim": 16, "z_dist": "uniform11",
+                                                          "n_generators": 3, "fakes_per_generator": 2, "batch_size": 4}}}, "cifar10")
+    setup = build_arm(arm, cfg, data_shape=(channels, 32, 32), device="cpu")
+    assert setup.per_generator == (2 if arm == "mgan" else 4)
+    k = setup.n_generators
+    out = setup.step(setup, torch.rand(4, channels, 32, 32) * 2 - 1, torch.rand(k * setup.per_generator, 16) * 2 - 1)
+    assert all(torch.isfinite(v) for v in out.values())
+    x, ids = generate(setup, 6, device="cpu")
+    assert x.shape == (6, channels, 32, 32) and x.abs().max() <= 1 and ids.tolist() == sorted(ids.tolist())

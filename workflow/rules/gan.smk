@@ -1,0 +1,190 @@
+# GANs and mode coverage: plain GAN, Reg-GAN and MDGAN (Che et al., arXiv 1612.02136), MGAN (Hoang et
+# al., arXiv 1708.02556). One training job per (experiment, arm, seed) so a cluster fans out; one
+# aggregate job per experiment (summary over seeds + figures); one claims job.
+
+GAN = config["gan"]
+GAN_RUN = list(GAN["run"])
+GAN_EXP = GAN["experiments"]
+GAN_SEEDS = list(range(GAN["seeds"]))
+GAN_MIXTURES = ("ring8", "ring6", "grid25")
+# Tiny MLPs run fastest on one thread, and two 1-thread jobs in parallel beat one 2-thread job;
+# `gan.threads: null` falls back to the top-level `threads` (full scale).
+GAN_THREADS = GAN["threads"] or THREADS
+
+# Per-experiment inputs, computed once at parse time (only for the experiments in `gan.run`).
+GAN_DATA = {}  # the mixtures folder, the digits file, or a downloaded raw folder
+GAN_DATA_FILE = {}  # what the CLI reads: <mixtures>/<name>.npz for 2-D, else the dataset itself
+GAN_CFG = {}  # the gan section with only this experiment's settings, so editing one experiment
+# never invalidates another's jobs (params are among Snakemake's rerun triggers)
+GAN_WEIGHTS = {}  # [Inception-v3 weights] when the experiment scores with inception_v3
+for _exp in GAN_RUN:
+    if _exp not in GAN_EXP:
+        raise ValueError(f"config key 'gan.run' lists {_exp!r} but 'gan.experiments.{_exp}' is missing")
+    if _exp in GAN_MIXTURES:
+        GAN_DATA[_exp] = "results/data/mixtures"
+        GAN_DATA_FILE[_exp] = f"results/data/mixtures/{_exp}.npz"
+    else:
+        GAN_DATA[_exp] = "results/data/digits.npz" if _exp == "digits" else raw_dataset(_exp)
+        GAN_DATA_FILE[_exp] = GAN_DATA[_exp]
+    GAN_CFG[_exp] = as_json({**GAN, "experiments": {_exp: GAN_EXP[_exp]}})
+    GAN_WEIGHTS[_exp] = []
+    if GAN_EXP[_exp]["scorer"] == "inception_v3":
+        _weights = GAN["inception_weights"]
+        if not _weights or not os.path.isfile(_weights):
+            raise ValueError(
+                f"config key 'gan.inception_weights' = {_weights!r}: no such file, but "
+                f"'gan.experiments.{_exp}.scorer' is inception_v3. Put torchvision's inception_v3 "
+                "ImageNet weights (.pth) on local disk and point the key at them (they are never "
+                "downloaded), or set the scorer to 'classifier'."
+            )
+        GAN_WEIGHTS[_exp] = [_weights]
+GAN_JOBS = {
+    (_exp, _ext): expand(
+        "results/gan/{experiment}/{arm}/s{seed}{ext}",
+        experiment=_exp,
+        arm=GAN_EXP[_exp]["arms"],
+        seed=GAN_SEEDS,
+        ext=_ext,
+    )
+    for _exp in GAN_RUN
+    for _ext in (".json", "_samples.npz")
+}
+
+
+rule gan_scorer:
+    input:
+        data=lambda wc: GAN_DATA[wc.experiment],
+        weights=lambda wc: GAN_WEIGHTS[wc.experiment],
+    output:
+        scorer="results/gan/{experiment}/scorer.pt",
+        metrics="results/gan/{experiment}/scorer.json",
+    params:
+        cfg=lambda wc: GAN_CFG[wc.experiment],
+        seed=SEED,
+    log:
+        "results/logs/gan/{experiment}_scorer.log",
+    benchmark:
+        "results/benchmarks/gan/{experiment}_scorer.tsv"
+    wildcard_constraints:
+        experiment="|".join(e for e in GAN_RUN if e not in GAN_MIXTURES) or "__none__",
+    threads: GAN_THREADS
+    resources:
+        mem_mb=lambda wc: 2000 if wc.experiment == "digits" else 8000,
+        runtime=lambda wc: 10 if wc.experiment == "digits" else 120,
+        gpu=0,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m repro.gan scorer --config {params.cfg:q} --seed {params.seed} --threads {threads}"
+        " --experiment {wildcards.experiment} --in {input.data} --out {output.scorer}"
+        " --metrics {output.metrics} > {log} 2>&1"
+
+
+rule gan_train:
+    input:
+        data=lambda wc: GAN_DATA[wc.experiment],
+        scorer=lambda wc: [] if wc.experiment in GAN_MIXTURES else f"results/gan/{wc.experiment}/scorer.pt",
+    output:
+        result="results/gan/{experiment}/{arm}/s{seed}.json",
+        samples="results/gan/{experiment}/{arm}/s{seed}_samples.npz",
+        weights="results/gan/{experiment}/{arm}/s{seed}_weights.pt",
+        csv="results/gan/{experiment}/{arm}/s{seed}_metrics.csv",
+    params:
+        cfg=lambda wc: GAN_CFG[wc.experiment],
+        data=lambda wc: GAN_DATA_FILE[wc.experiment],
+        scorer=lambda wc, input: f"--scorer {input.scorer}" if input.scorer else "",
+        ckpt=lambda wc: f"results/checkpoints/gan/{wc.experiment}_{wc.arm}_s{wc.seed}",
+    log:
+        "results/logs/gan/{experiment}_{arm}_s{seed}.log",
+    benchmark:
+        "results/benchmarks/gan/{experiment}_{arm}_s{seed}.tsv"
+    wildcard_constraints:
+        experiment="|".join(GAN_RUN) or "__none__",
+        arm="gan|reggan|mdgan|mgan|mgan_beta0",
+        seed=r"\d+",
+    threads: GAN_THREADS
+    resources:
+        mem_mb=lambda wc: 2000 if wc.experiment in GAN_MIXTURES + ("digits",) else 16000,
+        runtime=lambda wc: 30 if wc.experiment in GAN_MIXTURES + ("digits",) else 1440,
+        gpu=0,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m repro.gan train --config {params.cfg:q} --seed {wildcards.seed} --threads {threads}"
+        " --experiment {wildcards.experiment} --arm {wildcards.arm} --in {params.data} {params.scorer}"
+        " --out {output.result} --samples {output.samples} --weights {output.weights}"
+        " --metrics-csv {output.csv} --checkpoint-dir {params.ckpt} > {log} 2>&1"
+
+
+rule gan_aggregate:
+    input:
+        results=lambda wc: GAN_JOBS[(wc.experiment, ".json")],
+        samples=lambda wc: GAN_JOBS[(wc.experiment, "_samples.npz")],
+        data=lambda wc: GAN_DATA[wc.experiment],
+    output:
+        summary="results/gan/{experiment}/summary.json",
+        samples_fig=report(
+            "results/gan/figures/{experiment}_samples.png",
+            caption="../report/gan_samples.rst",
+            category="GANs",
+            subcategory="{experiment}",
+            labels={"experiment": "{experiment}", "figure": "samples"},
+        ),
+        curves_fig=report(
+            "results/gan/figures/{experiment}_curves.png",
+            caption="../report/gan_curves.rst",
+            category="GANs",
+            subcategory="{experiment}",
+            labels={"experiment": "{experiment}", "figure": "metrics over steps"},
+        ),
+    params:
+        cfg=lambda wc: GAN_CFG[wc.experiment],
+        data=lambda wc: GAN_DATA_FILE[wc.experiment],
+    log:
+        "results/logs/gan/{experiment}_aggregate.log",
+    benchmark:
+        "results/benchmarks/gan/{experiment}_aggregate.tsv"
+    wildcard_constraints:
+        experiment="|".join(GAN_RUN) or "__none__",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m repro.gan aggregate --config {params.cfg:q} --threads {threads}"
+        " --experiment {wildcards.experiment} --in {input.results} --samples {input.samples}"
+        " --data {params.data} --out {output.summary}"
+        " --figures {output.samples_fig} {output.curves_fig} > {log} 2>&1"
+
+
+rule gan_claims:
+    input:
+        expand("results/gan/{experiment}/summary.json", experiment=GAN_RUN),
+    output:
+        "results/claims/gan.json",
+    params:
+        cfg=as_json(GAN),
+    log:
+        "results/logs/gan/claims.log",
+    benchmark:
+        "results/benchmarks/gan/claims.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m repro.gan claims --config {params.cfg:q} --threads {threads} --in {input}"
+        " --out {output} > {log} 2>&1"
+
+
+if GAN_RUN:
+    register_targets(
+        "results/claims/gan.json",
+        *expand(
+            "results/gan/figures/{experiment}_{fig}.png", experiment=GAN_RUN, fig=("samples", "curves")
+        ),
+    )
