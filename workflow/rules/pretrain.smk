@@ -1,0 +1,152 @@
+# Transitive Invariance part 2 (Wang, He & Gupta, arXiv 1708.02901, Sec. 3.3-4): Triplet-Siamese
+# pretraining with the ranking loss on the graph stage's pairs, one job per (arm, seed); one
+# evaluation job per seed (linear probe + kNN of every arm's frozen backbone on labelled crops); one
+# claims job over the seeds. Outputs and formats: src/repro/pretrain/cli.py.
+#
+# results/pretrain/{arm}/s{seed}/backbone.pt is exactly the state_dict of the detection stage's
+# backbone (repro.detect.backbone: tiny_resnet(width=detect.width, blocks=detect.blocks), or resnet50
+# at full scale), which the detection stage's TI-transfer rules load strict with weights_only=True.
+
+PRETRAIN = config["pretrain"]
+PRETRAIN_ARMS = PRETRAIN["arms"]
+PRETRAIN_SEEDS = PRETRAIN["seeds"]
+# Small nets run fastest on one thread and two 1-thread jobs beat one 2-thread job on 2 cores;
+# `pretrain.threads: null` falls back to the top-level `threads` (full scale).
+PRETRAIN_THREADS = PRETRAIN["threads"] or THREADS
+PRETRAIN_BIG = config["scale"] == "full"
+# The backbone is the detection stage's: same builder, width and blocks (weights transfer unchanged).
+PRETRAIN_NET = {
+    "backbone": config["detect"]["backbone"],
+    "width": config["detect"]["width"],
+    "blocks": config["detect"].get("blocks", [1, 1, 1, 1]),
+}
+# What a training job reads: not the arm list, seeds, evaluation or resources (params are rerun triggers).
+PRETRAIN_TRAIN_CFG = {k: v for k, v in PRETRAIN.items() if k not in ("arms", "seeds", "eval", "threads", "runtime_min")}
+PRETRAIN_EVAL_CFG = {k: PRETRAIN[k] for k in ("hidden", "embed", "device", "eval")} | PRETRAIN_NET
+
+
+# Labelled crop sets of the evaluation (eval.sources), from their own rules' outputs.
+PRETRAIN_SOURCES = PRETRAIN["eval"]["sources"]
+if "detection" in PRETRAIN_SOURCES and config["data"]["detection"]["source"] != "synthetic":
+    raise ValueError("config key 'pretrain.eval.sources': 'detection' crops need data.detection.source: synthetic")
+PRETRAIN_EVAL_DATA = (
+    ({"patches": "results/graph/patches.npy", "nodes": "results/graph/nodes.npz"} if "mined" in PRETRAIN_SOURCES else {})
+    | ({"detection": detection_input()} if "detection" in PRETRAIN_SOURCES else {})
+    | ({"voc": raw_dataset("voc2007")} if "voc2007" in PRETRAIN_SOURCES else {})
+)
+
+
+rule pretrain_train:
+    input:
+        # patches and the arm's pairs (transitive_hog/_short: the hog/short graph); none for scratch
+        unpack(
+            lambda wc: {}
+            if wc.arm == "scratch"
+            else {
+                "patches": "results/graph/patches.npy",
+                "pairs": "results/graph/{variant}/s{seed}/pairs.npz".format(
+                    variant=wc.arm.split("_", 1)[1] if wc.arm.startswith("transitive_") else PRETRAIN["graph_variant"],
+                    seed=wc.seed,
+                ),
+            }
+        ),
+    output:
+        backbone="results/pretrain/{arm}/s{seed}/backbone.pt",
+        net="results/pretrain/{arm}/s{seed}/net.pt",
+        metrics="results/pretrain/{arm}/s{seed}/metrics.csv",
+        summary="results/pretrain/{arm}/s{seed}/train.json",
+    params:
+        cfg=as_json(PRETRAIN_TRAIN_CFG | PRETRAIN_NET),
+        ckpt="results/checkpoints/pretrain/{arm}_s{seed}",
+        inputs=lambda wc, input: " ".join(f"--{k} {input[k]}" for k in ("patches", "pairs") if k in input.keys()),
+    wildcard_constraints:
+        arm="scratch|intra|inter|transitive|transitive_hog|transitive_short",
+        seed=r"\d+",
+    log:
+        "results/logs/pretrain/train_{arm}_s{seed}.log",
+    benchmark:
+        "results/benchmarks/pretrain/train_{arm}_s{seed}.tsv"
+    threads: PRETRAIN_THREADS
+    resources:
+        mem_mb=32000 if PRETRAIN_BIG else 2000,
+        runtime=PRETRAIN["runtime_min"],
+        gpu=0,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m repro.pretrain train --config {params.cfg:q} --seed {wildcards.seed} --threads {threads}"
+        " --arm {wildcards.arm} {params.inputs} --out-backbone {output.backbone} --out-net {output.net}"
+        " --out-metrics {output.metrics} --out-summary {output.summary} --checkpoint-dir {params.ckpt}"
+        " > {log} 2>&1"
+
+
+rule pretrain_eval:
+    input:
+        unpack(
+            lambda wc: {"backbones": expand("results/pretrain/{arm}/s{seed}/backbone.pt", arm=PRETRAIN_ARMS, seed=wc.seed)}
+            | PRETRAIN_EVAL_DATA
+        ),
+    output:
+        "results/pretrain/eval/s{seed}.json",
+    params:
+        cfg=as_json(PRETRAIN_EVAL_CFG),
+        arms=" ".join(PRETRAIN_ARMS),
+        inputs=lambda wc, input: " ".join(f"--{k} {input[k]}" for k in PRETRAIN_EVAL_DATA),
+    wildcard_constraints:
+        seed=r"\d+",
+    log:
+        "results/logs/pretrain/eval_s{seed}.log",
+    benchmark:
+        "results/benchmarks/pretrain/eval_s{seed}.tsv"
+    threads: PRETRAIN_THREADS
+    resources:
+        mem_mb=16000 if PRETRAIN_BIG else 2000,
+        runtime=120 if PRETRAIN_BIG else 10,
+        gpu=0,  # features of every arm's backbone (ResNet-50 on VOC crops at full scale)
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m repro.pretrain eval --config {params.cfg:q} --seed {wildcards.seed} --threads {threads}"
+        " --arms {params.arms} --backbones {input.backbones} {params.inputs} --out {output} > {log} 2>&1"
+
+
+rule pretrain_claims:
+    input:
+        evals=expand("results/pretrain/eval/s{seed}.json", seed=PRETRAIN_SEEDS),
+        train=expand("results/pretrain/{arm}/s{seed}/train.json", arm=PRETRAIN_ARMS, seed=PRETRAIN_SEEDS),
+        graph=expand(
+            "results/graph/{variant}/s{seed}/stats.json", variant=PRETRAIN["graph_variant"], seed=PRETRAIN_SEEDS
+        ),
+    output:
+        claims="results/claims/pretrain.json",
+        summary="results/pretrain/summary.json",
+        figure=report(
+            "results/pretrain/probe_knn.png",
+            caption="../report/pretrain_probe_knn.rst",
+            category="Transitive Invariance",
+            labels={"stage": "pretrain", "figure": "probe and kNN accuracy per arm (Table 1 analogue)"},
+        ),
+    params:
+        cfg=as_json(PRETRAIN | PRETRAIN_NET),
+        scale=config["scale"],
+    log:
+        "results/logs/pretrain/claims.log",
+    benchmark:
+        "results/benchmarks/pretrain/claims.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m repro.pretrain claims --config {params.cfg:q} --threads {threads} --scale {params.scale}"
+        " --evals {input.evals} --train {input.train} --graph-stats {input.graph} --out-claims {output.claims}"
+        " --out-summary {output.summary} --out-figure {output.figure} > {log} 2>&1"
+
+
+register_targets(
+    rules.pretrain_claims.output.claims,
+    rules.pretrain_claims.output.summary,
+    rules.pretrain_claims.output.figure,
+)
