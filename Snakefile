@@ -13,6 +13,12 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/quant.smk"
+include: "workflow/rules/graph.smk"
+include: "workflow/rules/detect.smk"
+include: "workflow/rules/gan.smk"
+include: "workflow/rules/lars.smk"
+include: "workflow/rules/pretrain.smk"
 # stage includes go above this line; the report stage reads what they registered, so it stays last
 include: "workflow/rules/report.smk"
 

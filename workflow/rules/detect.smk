@@ -75,8 +75,8 @@ rule detect_fpn_coco:
 
 
 # TI transfer: fine-tune the detector from each pretraining arm's backbone (a state_dict of
-# repro.detect.backbone.tiny_resnet, or resnet50 at full scale). These rules depend on the pretraining
-# stage's results/pretrain/{arm}/s{seed}/backbone.pt and are not registered as targets yet.
+# repro.detect.backbone.tiny_resnet, or resnet50 at full scale), written by the pretraining stage as
+# results/pretrain/{arm}/s{seed}/backbone.pt.
 rule detect_transfer:
     input:
         data=DETECT_TRANSFER_DATA,
@@ -138,6 +138,4 @@ rule detect_ti_transfer:
         " --in {input.metrics} --out {output.summary} --claims {output.claims} > {log} 2>&1"
 
 
-# The transfer outputs (results/ti_transfer.json, results/claims/ti_transfer.json) join these once the
-# pretraining stage produces its backbones.
-register_targets(*rules.detect_fpn_coco.output)
+register_targets(*rules.detect_fpn_coco.output, *rules.detect_ti_transfer.output)
