@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# The smoke workflow through a real SLURM cluster (CI; run as root from anywhere):
+#   .ci/slurm/run_smoke.sh
+# 1. starts a single-node SLURM on localhost (start_slurm.sh; stopped by PID on exit, whatever happens);
+# 2. runs `snakemake --profile slurm --configfile workflow/configs/smoke.yaml` from the repository root
+#    into a scratch folder, with overrides for this test cluster only: partition `debug` (added to the
+#    profile's own default-resources), 4 jobs at a time, first status check after 2 s;
+# 3. checks every output of the DAG exists, and with `scontrol show job` (and the plugin's sbatch
+#    lines) that each job got the runtime, memory, CPUs and GPUs Snakemake resolved from the profile;
+# 4. runs the test-only workflow .ci/slurm/retry/Snakefile: a rule that fails on the cluster fails the
+#    workflow with a clear message, `--retries 1` reruns a flaky rule (which then succeeds), and a job
+#    with the profile's training-rule resources gets its GPU.
+# Environment: SLURM_CI_WORK (scratch folder; default a new mktemp -d), SLURM_CI_TIMEOUT (seconds for
+# the smoke run, default 1800), SLURM_CI_JOBS (jobs at a time, default 4), VENV (default .venv).
+# Exit status 0 only if every check passed.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+cd "$REPO"
+VENV=${VENV:-$REPO/.venv}
+PY=$VENV/bin/python
+SMK=$VENV/bin/snakemake
+[ -x "$SMK" ] || { echo "run_smoke: $SMK not found (make the venv first: make test)" >&2; exit 1; }
+WORK=${SLURM_CI_WORK:-$(mktemp -d /tmp/repro-slurm-ci.XXXXXX)}
+mkdir -p "$WORK"
+export SLURM_DIR=$WORK/slurm
+export PATH=$VENV/bin:$PATH OMP_NUM_THREADS=1   # jobs inherit this environment (sbatch --export=ALL)
+PROFILE=profiles/slurm/config.yaml
+T0=$(date +%s)
+stamp() { echo "run_smoke: [$(( $(date +%s) - T0 )) s] $*"; }
+
+cleanup() {
+  local rc=$?
+  stamp "stopping SLURM"
+  "$HERE/stop_slurm.sh" || true
+  [ $rc = 0 ] && stamp "PASSED (work folder $WORK)" || stamp "FAILED (rc=$rc; logs in $WORK)"
+  exit $rc
+}
+CHILD=
+on_signal() {  # INT/TERM: snakemake cancels its SLURM jobs on SIGINT only (it ignores SIGTERM)
+  if [ -n "$CHILD" ] && kill -0 "$CHILD" 2>/dev/null; then
+    stamp "interrupted: SIGINT to snakemake (it scancels its jobs)"
+    kill -INT -- "-$CHILD" 2>/dev/null
+    for _ in $(seq 1 60); do kill -0 "$CHILD" 2>/dev/null || break; sleep 1; done
+    kill -KILL -- "-$CHILD" 2>/dev/null
+  fi
+  exit 130
+}
+trap cleanup EXIT
+trap on_signal INT TERM
+
+# run_bounded SECONDS LOG CMD...: CMD in its own process group (so SIGINT reaches it even when this
+# script was started in the background), SIGINT after SECONDS; returns CMD's exit status.
+run_bounded() {
+  local secs=$1 log=$2 rc=0
+  shift 2
+  set -m
+  timeout -s INT -k 60 "$secs" "$@" >"$log" 2>&1 &
+  CHILD=$!
+  set +m
+  wait "$CHILD" || rc=$?
+  CHILD=
+  return $rc
+}
+
+# The node declares 16 CPUs, 128 GB and 2 (fake) GPUs, more than this machine has
+# (SlurmdParameters=config_overrides), so the profile's cluster-sized training requests are schedulable.
+SLURM_NODE_CPUS=16 SLURM_NODE_MEM_MB=131072 SLURM_NODE_GPUS=2 "$HERE/start_slurm.sh"
+stamp "SLURM up"
+
+read -r -a DEFRES <<<"$("$PY" "$HERE/check_jobs.py" default-resources "$PROFILE" --partition debug)"
+# (`--default-resources` on the command line replaces the profile's list: DEFRES is that list + partition)
+# 4 jobs at a time on 2 cores: about half of each SLURM job's turnaround is waiting (sbatch, srun,
+# two Snakemake start-ups, status polls), so 4 keep both cores busy (shared machine: 285 s with 4,
+# 676 s with 2 under a heavier load).
+COMMON=(--profile slurm --jobs "${SLURM_CI_JOBS:-4}" --slurm-init-seconds-before-status-checks 2 --verbose
+        --slurm-keep-successful-logs)
+fail() { echo "run_smoke: FAIL: $*" >&2; exit 1; }
+
+# ---- 1. the smoke DAG through SLURM -------------------------------------------------------------
+SMOKE=$WORK/smoke
+stamp "snakemake --profile slurm --configfile workflow/configs/smoke.yaml -d $SMOKE (log: $WORK/smoke.log)"
+rc=0
+run_bounded "${SLURM_CI_TIMEOUT:-1800}" "$WORK/smoke.log" \
+  "$SMK" "${COMMON[@]}" --default-resources "${DEFRES[@]}" --configfile workflow/configs/smoke.yaml \
+  -d "$SMOKE" || rc=$?
+T_SMOKE=$(( $(date +%s) - T0 ))
+if [ $rc != 0 ]; then
+  grep -v -E "^(DEBUG|Status query|active_jobs|missing_sacct)" "$WORK/smoke.log" | tail -n 60 >&2
+  for f in "$SMOKE"/results/logs/*/*.log; do [ -f "$f" ] && { echo "--- $f"; tail -n 15 "$f"; } >&2; done
+  fail "the smoke workflow failed through SLURM (rc=$rc)"
+fi
+stamp "smoke DAG finished through SLURM"
+grep -q "Falling back to 'sacct'" "$WORK/smoke.log" && fail "the plugin fell back to sacct (MinJobAge too low?)"
+
+# every output of the DAG exists and is up to date
+"$SMK" --configfile workflow/configs/smoke.yaml -d "$SMOKE" --summary >"$WORK/summary.tsv" 2>"$WORK/summary.err" \
+  || { cat "$WORK/summary.err" >&2; fail "snakemake --summary failed"; }
+"$PY" - "$WORK/summary.tsv" "$SMOKE" <<'EOF'
+import csv, pathlib, sys
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+bad = [(r["output_file"], r["status"]) for r in rows if r["status"] != "ok" or not (pathlib.Path(sys.argv[2]) / r["output_file"]).exists()]
+if not rows or bad:
+    sys.exit(f"run_smoke: outputs missing or not up to date: {bad or 'no rows in --summary'}")
+print(f"run_smoke: all {len(rows)} outputs of the smoke DAG exist and are up to date")
+EOF
+"$SMK" --configfile workflow/configs/smoke.yaml -d "$SMOKE" -n >"$WORK/dryrun.log" 2>&1 || true
+grep -q "Nothing to be done" "$WORK/dryrun.log" || fail "a dry run after the SLURM run still has jobs (see $WORK/dryrun.log)"
+
+stamp "requested resources vs what SLURM recorded (scontrol show job):"
+"$PY" "$HERE/check_jobs.py" check "$WORK/smoke.log" --profile "$PROFILE" --require-sbatch-lines --show-sbatch
+
+# ---- 2. failure, retries and a GPU job (test-only workflow) -------------------------------------
+RETRY=$WORK/retry
+read -r -a PROBE <<<"$("$PY" "$HERE/check_jobs.py" probe-resources "$PROFILE" gpu_probe)"
+stamp "failure/retry workflow with --retries 1 --keep-going (log: $WORK/retry.log)"
+# (an account too: -A reaches SLURM; --cores caps rule threads, so gpu_probe's 2 need --cores >= 2)
+rc=0
+run_bounded 600 "$WORK/retry.log" "$SMK" -s "$HERE/retry/Snakefile" "${COMMON[@]}" \
+  --default-resources "${DEFRES[@]}" slurm_account=repro-ci \
+  --set-resources "${PROBE[@]}" --cores 4 --retries 1 --keep-going --show-failed-logs -d "$RETRY" || rc=$?
+[ $rc = 1 ] || { tail -n 40 "$WORK/retry.log" >&2; fail "expected the workflow with a failing rule to exit 1, got $rc"; }
+grep -q "Error in rule always_fails" "$WORK/retry.log" || fail "no 'Error in rule always_fails' in the log"
+grep -q "SLURM status is: 'FAILED'" "$WORK/retry.log" || fail "no \"SLURM status is: 'FAILED'\" in the log"
+[ -f "$RETRY/flaky.txt" ] || fail "flaky.txt missing: --retries 1 did not rerun the flaky rule"
+[ -f "$RETRY/gpu_probe.txt" ] || fail "gpu_probe.txt missing"
+[ ! -e "$RETRY/always_fails.txt" ] || fail "always_fails.txt exists"
+grep -q "threads=2 .*CUDA_VISIBLE_DEVICES=0" "$RETRY/gpu_probe.txt" || fail "the GPU job saw no GPU: $(cat "$RETRY/gpu_probe.txt")"
+echo "run_smoke: the failing rule's message, as Snakemake printed it:"
+grep -m1 -A12 "^Error in rule always_fails" "$WORK/retry.log" | grep -v -E "^\s*(jobid|output|shell|external_jobid):|^=+$" \
+  | cut -c1-170 | sed 's/^/    /'
+grep -m1 -E "^Exiting because a job execution failed" "$WORK/retry.log" | sed 's/^/    /' || true
+echo "    gpu_probe.txt: $(cat "$RETRY/gpu_probe.txt")"
+"$PY" "$HERE/check_jobs.py" check "$WORK/retry.log" --profile "$PROFILE" --require-sbatch-lines \
+  --expect flaky=FAILED,COMPLETED always_fails=FAILED,FAILED
+stamp "failure/retry checks passed"
+echo "run_smoke: timings: smoke DAG through SLURM ${T_SMOKE} s (incl. start), total $(( $(date +%s) - T0 )) s"
