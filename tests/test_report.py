@@ -76,11 +76,24 @@ def test_report_builds_from_fixture_claims(fixture_run: Path) -> None:
 def test_every_reference_claim_appears_or_is_marked_not_run(fixture_run: Path) -> None:
     table = pd.read_csv(fixture_run / "claims.csv")
     page = (fixture_run / "report" / "index.html").read_text()
-    for claim_id in all_paper_values():
+    refs = all_paper_values()
+    for claim_id, ref in refs.items():
+        if ref["kind"] != "claim":  # table cells kept for figures and notes, not claims
+            assert claim_id not in set(table["claim_id"])
+            continue
         assert claim_id in set(table["claim_id"]), claim_id
         assert claim_id in page
         row = table[table["claim_id"] == claim_id].iloc[0]
         assert row["status"] in ("measured", "missing value", NOT_RUN)
+
+
+def test_claim_paper_labels_are_normalised_to_the_arxiv_id(tmp_path: Path) -> None:
+    from repro.common.claims import read_claims
+
+    write_claims(tmp_path / "x.json", [_row("fix_label", paper="FPN (arXiv 1612.03144)")])
+    assert read_claims(tmp_path / "x.json")[0]["paper"] == "1612.03144"
+    with pytest.raises(ValueError, match="arXiv id"):
+        write_claims(tmp_path / "y.json", [_row("fix_nolabel", paper="FPN")])
 
 
 def test_missing_claims_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -20,6 +20,8 @@ VERDICTS = ("holds", "fails", "inconclusive")
 class ClaimRow:
     """One paper claim beside our measurement.
 
+    ``paper`` is the arXiv id; writing normalises a label such as "FPN (arXiv 1612.03144)" to it.
+
     ``ours_ci95`` is ``[low, high]`` of a 95% confidence interval of the mean over ``n_seeds``
     seeds (Student's t); ``None`` where it cannot be computed (one seed, or not run).
     """
@@ -86,7 +88,9 @@ def validate_rows(rows: Iterable[dict[str, Any]], *, source: str = "claims") -> 
             missing = sorted(set(CLAIM_KEYS) - keys)
             extra = sorted(keys - set(CLAIM_KEYS))
             raise ValueError(f"{source}: row {i} has missing keys {missing} and unexpected keys {extra}")
-        out.append(asdict(ClaimRow(**row)))
+        from repro.common.paper_values import arxiv_id
+
+        out.append(asdict(ClaimRow(**{**row, "paper": arxiv_id(row["paper"])})))
     return out
 
 

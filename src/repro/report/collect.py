@@ -1,6 +1,6 @@
 """Gather the stages' claims files and the papers' reference values into one table.
 
-Every entry of ``repro/common/paper_values/*.yaml`` appears in the table: claims a stage measured carry
+Every claim of ``repro/common/paper_values/*.yaml`` (entries of kind ``claim``) appears in the table: claims a stage measured carry
 its numbers; reference entries no stage produced are marked "not run at this scale". Claims with a
 missing measurement stay in the table with empty values rather than breaking the report.
 """
@@ -42,8 +42,8 @@ def collect_claims(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
             rows.append({"stage": stage, **row, "where": ref.get("where", ""), "unit": ref.get("unit", ""), "status": status})
             seen.add(row["claim_id"])
     for claim_id, ref in refs.items():
-        if claim_id in seen:
-            continue
+        if claim_id in seen or ref["kind"] != "claim":
+            continue  # measured, or a reference number (table cell) rather than a claim
         rows.append(
             {
                 "stage": ref["stage"],

@@ -18,7 +18,8 @@ CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
 table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.9em;width:100%}
 th,td{border:1px solid #ccc;padding:4px 6px;text-align:left;vertical-align:top}
-th{background:#f0f3f7} td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+th{background:#f0f3f7} td.num{text-align:right;font-variant-numeric:tabular-nums} .n{white-space:nowrap} small{color:#555}
+table.claims{table-layout:fixed} table.claims td{overflow-wrap:anywhere} td.metric,td.note{font-size:0.85em}
 .holds{background:#e3f2e5}.fails{background:#fbe3e3}.inconclusive{background:#f1f1f1}.notrun{color:#888}
 figure{display:inline-block;margin:0.5em;max-width:100%} figure img{max-width:560px;border:1px solid #ddd}
 figcaption{font-size:0.85em;color:#555} code{font-size:0.9em} h2{border-bottom:2px solid #1f4e79;padding-bottom:2px}
@@ -57,18 +58,20 @@ def _figure(path: Path, caption: str) -> str:
 
 
 def _claims_table(rows: pd.DataFrame) -> str:
-    head = "<tr><th>claim</th><th>metric</th><th>paper (where)</th><th>ours: mean [95% CI] (n seeds)</th><th>verdict</th><th>scale note</th></tr>"
+    cols = "".join(f'<col style="width:{w}%">' for w in (21, 14, 12, 17, 8, 28))
+    head = cols + "<tr><th>claim</th><th>metric</th><th>paper (where)</th><th>ours: mean [95% CI] (n seeds)</th><th>verdict</th><th>scale note</th></tr>"
     body = []
     for _, row in rows.iterrows():
         cls = "notrun" if row["status"] == NOT_RUN else row["verdict"]
-        where = f" ({html.escape(str(row['where']))})" if row["where"] else ""
-        unit = f" {html.escape(str(row['unit']))}" if row["unit"] and row["paper_value"] is not None else ""
+        where = f"<br><small>{html.escape(str(row['where']))}</small>" if row["where"] else ""
+        has_value = row["paper_value"] is not None and pd.notna(row["paper_value"])
+        unit = f" {html.escape(str(row['unit']))}" if row["unit"] and has_value else ""
         body.append(
             f'<tr class="{cls}"><td><b>{html.escape(row["claim_id"])}</b><br>{html.escape(row["claim"])}</td>'
-            f'<td>{html.escape(str(row["metric"]))}</td><td class="num">{_fmt(row["paper_value"])}{unit}{where}</td>'
-            f'<td class="num">{_ours(row)}</td><td>{html.escape(row["verdict"])}</td><td>{html.escape(str(row["scale_note"]))}</td></tr>'
+            f'<td class="metric">{html.escape(str(row["metric"]))}</td><td class="num"><span class="n">{_fmt(row["paper_value"])}{unit}</span>{where}</td>'
+            f'<td class="num">{_ours(row)}</td><td>{html.escape(row["verdict"])}</td><td class="note">{html.escape(str(row["scale_note"]))}</td></tr>'
         )
-    return f"<table>{head}{''.join(body)}</table>"
+    return f"<table class='claims'>{head}{''.join(body)}</table>"
 
 
 def render(
