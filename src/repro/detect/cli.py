@@ -5,7 +5,9 @@ Commands:
 * ``train --model M --seed S --in DATA --out metrics.json --weights-out model.pt``: trains one
   Faster R-CNN variant (see ``repro.detect.models``) on the dataset folder's train split and evaluates
   it on the val split with pycocotools. Checkpoints go to ``--checkpoint-dir`` and resume
-  automatically. ``--backbone-weights PATH`` starts the backbone from a state_dict of
+  automatically. Runs as one process or under ``torchrun --nproc_per_node=N`` / ``srun`` (DDP:
+  ``batch_size`` is the global batch; BatchNorm synchronised; rank 0 writes checkpoints, weights
+  and metrics and evaluates while the other ranks wait). ``--backbone-weights PATH`` starts the backbone from a state_dict of
   ``repro.detect.backbone.tiny_resnet`` (or resnet50) for TI transfer. ``--transfer`` applies
   the config's ``transfer`` overrides, and ``--arm`` labels the run.
 * ``aggregate --in metrics... --out fpn_coco.json --claims fpn.json``: FPN Tables 1 and 3.
@@ -41,23 +43,36 @@ def _save_weights(path: Path, state: dict) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from repro.common.distributed import barrier, distributed
+    from repro.common.provenance import now_iso
+    from repro.common.runtime import seed_everything
+
+    seed_everything(args.seed)
+    started = now_iso()
+    cfg = resolve_config(args.config, transfer=args.transfer)
+    _device(args.device)  # a clear error for a device that is not there, before anything else
+    with distributed(args.device) as (info, device):
+        code = _train_ranked(args, cfg, started, info, device)
+        barrier(info)  # the other ranks wait while rank 0 evaluates and writes
+    return code
+
+
+def _train_ranked(args: argparse.Namespace, cfg: dict, started: str, info, device) -> int:
+    """Train (every rank), then evaluate and write the outputs (rank 0)."""
     import torch
 
     from repro.common.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+    from repro.common.distributed import unwrap, wrap_model
     from repro.common.io import atomic_write_json
-    from repro.common.provenance import now_iso, provenance_record
-    from repro.common.runtime import seed_everything
+    from repro.common.provenance import provenance_record
     from repro.detect.backbone import build_body, freeze_layers, load_backbone_weights
     from repro.detect.data import CocoDetection, eval_loader, find_splits, train_loader
     from repro.detect.engine import NonFiniteLossError, evaluate_model, lr_at, train
     from repro.detect.metrics import coco_from_dict, evaluate_bbox, evaluate_proposals, voc07_map50
     from repro.detect.models import DetectorSettings, build_detector
 
-    seed_everything(args.seed)
-    started = now_iso()
-    cfg = resolve_config(args.config, transfer=args.transfer)
-    device = _device(args.device)
-    print(f"[detect train] model={args.model} seed={args.seed} device={device} arm={args.arm}", flush=True)
+    rank = f" rank={info.rank}/{info.world_size}" if info.enabled else ""
+    print(f"[detect train] model={args.model} seed={args.seed} device={device} arm={args.arm}{rank}", flush=True)
 
     train_split, val_split = find_splits(args.data)
     train_set = CocoDetection(train_split, skip_empty=cfg["skip_empty_train"], cache=cfg["cache_images"])
@@ -73,11 +88,14 @@ def _train(args: argparse.Namespace) -> int:
     freeze_layers(body, cfg["trainable_layers"])
     settings = DetectorSettings.from_config(cfg)
     model = build_detector(args.model, body=body, num_classes=train_set.num_classes, settings=settings).to(device)
+    # DDP with several ranks (BatchNorm synchronised); fpn_p2_only leaves P3-P5's 3x3 convs unused
+    net = wrap_model(model, info, device, find_unused_parameters=args.model == "fpn_p2_only")
+    model = unwrap(net)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
 
     total = int(cfg["iterations"])
-    start, train_s_before = 0, 0.0
+    start, train_s_before, recent = 0, 0.0, None
     ckpt = load_checkpoint(args.checkpoint_dir)
     if ckpt is not None:
         if ckpt.get("model_name") != args.model or ckpt.get("config") != cfg:
@@ -86,33 +104,37 @@ def _train(args: argparse.Namespace) -> int:
         optimizer.load_state_dict(ckpt["optimizer"])
         set_rng_state(ckpt["rng"])
         start, train_s_before = int(ckpt["step"]), float(ckpt["train_s"])
+        recent = ckpt.get("recent_losses")
         print(f"resumed from step {start}", flush=True)
 
     t0 = time.perf_counter()
 
-    def checkpoint(step: int) -> None:
-        if args.checkpoint_dir is not None:
+    def checkpoint(step: int, recent_losses: dict[str, list[float]]) -> None:
+        if args.checkpoint_dir is not None and info.is_main:
             save_checkpoint(args.checkpoint_dir, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                 "rng": rng_state(), "train_s": train_s_before + time.perf_counter() - t0,
-                "config": cfg, "model_name": args.model,
+                "config": cfg, "model_name": args.model, "recent_losses": recent_losses,
             })
 
     decay_steps = [int(round(f * total)) for f in cfg["lr_decay_at"]]
     loader = train_loader(train_set, batch_size=cfg["batch_size"], seed=args.seed, start=start, total=total,
-                          hflip=cfg["hflip"], num_workers=cfg["num_workers"])
+                          hflip=cfg["hflip"], num_workers=cfg["num_workers"], rank=info.rank,
+                          world_size=info.world_size)
     try:
         final_losses = train(
-            model, optimizer, loader, device=device, start_step=start, total_steps=total,
+            net, optimizer, loader, device=device, start_step=start, total_steps=total,
             lr_fn=lambda s: lr_at(s, base_lr=cfg["lr"], warmup_iters=cfg["warmup_iters"],
                                   warmup_factor=cfg["warmup_factor"], steps=decay_steps, gamma=cfg["lr_gamma"]),
             grad_clip=cfg["grad_clip"], checkpoint_every=cfg["checkpoint_every"], save_checkpoint=checkpoint,
-            metrics_csv=args.metrics_csv,
+            metrics_csv=args.metrics_csv if info.is_main else None, recent=recent, dist=info,
         )
     except NonFiniteLossError as exc:
         print(f"[detect train] ERROR: {exc}", file=sys.stderr, flush=True)
         return 3
     train_s = train_s_before + time.perf_counter() - t0
+    if not info.is_main:
+        return 0
     if args.weights_out is not None:
         _save_weights(args.weights_out, model.state_dict())
 

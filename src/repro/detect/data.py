@@ -129,6 +129,10 @@ class CocoDetection(Dataset):
         for a in coco["annotations"]:
             if a["image_id"] not in by_image:
                 raise ValueError(f"{split.source}: annotation {a.get('id')} refers to unknown image {a['image_id']}")
+            box = a.get("bbox")
+            if not (isinstance(box, (list, tuple)) and len(box) == 4
+                    and all(isinstance(v, (int, float)) and np.isfinite(v) for v in box)):
+                raise ValueError(f"{split.source}: annotation {a.get('id')} has bbox {box!r}; expected [x, y, w, h]")
             by_image[a["image_id"]].append(a)
         images = sorted(coco["images"], key=lambda im: im["id"])
         if skip_empty:
@@ -227,7 +231,12 @@ class StepBatchSampler(Sampler[list[int]]):
 
 
 class TrainView(Dataset):
-    """A training view of a :class:`CocoDetection`: random horizontal flip seeded per (seed, index, draw)."""
+    """A training view of a :class:`CocoDetection`: random horizontal flip seeded per (seed, step, index).
+
+    Items are keyed ``(step, slot, index)`` (slot: position in the step's global batch); the target gets
+    ``sample_key = [seed, step, slot]``, which the training loop hands to the model's samplers
+    (``repro.detect.models.set_sampling_keys``) and removes before the forward.
+    """
 
     def __init__(self, base: CocoDetection, *, hflip: bool, seed: int) -> None:
         self.base, self.hflip, self.seed = base, hflip, seed
@@ -235,23 +244,30 @@ class TrainView(Dataset):
     def __len__(self) -> int:
         return len(self.base)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[Tensor, dict[str, Tensor]]:
-        step, i = key
+    def __getitem__(self, key: tuple[int, int, int]) -> tuple[Tensor, dict[str, Tensor]]:
+        step, slot, i = key
         img, target = self.base[i]
         if self.hflip and np.random.default_rng([self.seed, step, i, 7]).random() < 0.5:
             img, target = hflip_sample(img, target)
-        return img, target
+        return img, {**target, "sample_key": torch.tensor([self.seed, step, slot])}
 
 
-class _KeyedSampler(Sampler[list[tuple[int, int]]]):
-    """Wraps a StepBatchSampler so each index carries its step (the flip coin's seed)."""
+class _KeyedSampler(Sampler[list[tuple[int, int, int]]]):
+    """Wraps a StepBatchSampler so each index carries its step and slot (the random streams' keys).
 
-    def __init__(self, steps: StepBatchSampler) -> None:
-        self.steps = steps
+    With ``world_size`` > 1 it yields this rank's strided share ``slots rank::world_size`` of each
+    global batch (every rank computes the same global batch from the seed).
+    """
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+    def __init__(self, steps: StepBatchSampler, *, rank: int = 0, world_size: int = 1) -> None:
+        if steps.bs < world_size:
+            raise ValueError(f"detect.batch_size {steps.bs} is the global batch: it must be >= the {world_size} ranks")
+        self.steps, self.rank, self.world_size = steps, rank, world_size
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
         for t in range(self.steps.start, self.steps.total):
-            yield [(t, i) for i in self.steps.batch(t)]
+            batch = list(enumerate(self.steps.batch(t)))
+            yield [(t, slot, i) for slot, i in batch[self.rank :: self.world_size]]
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -263,9 +279,11 @@ def collate(batch: list[tuple[Tensor, dict]]) -> tuple[list[Tensor], list[dict]]
 
 
 def train_loader(dataset: CocoDetection, *, batch_size: int, seed: int, start: int, total: int,
-                 hflip: bool, num_workers: int = 0) -> torch.utils.data.DataLoader:
-    """Batches for steps ``start..total-1`` (deterministic per step; see StepBatchSampler)."""
-    sampler = _KeyedSampler(StepBatchSampler(len(dataset), batch_size, seed=seed, start=start, total=total))
+                 hflip: bool, num_workers: int = 0, rank: int = 0, world_size: int = 1) -> torch.utils.data.DataLoader:
+    """Batches for steps ``start..total-1`` (deterministic per step; see StepBatchSampler); this rank's
+    share of each global batch of ``batch_size`` images when ``world_size`` > 1."""
+    sampler = _KeyedSampler(StepBatchSampler(len(dataset), batch_size, seed=seed, start=start, total=total),
+                            rank=rank, world_size=world_size)
     return torch.utils.data.DataLoader(
         TrainView(dataset, hflip=hflip, seed=seed), batch_sampler=sampler, collate_fn=collate,
         num_workers=num_workers, persistent_workers=False,

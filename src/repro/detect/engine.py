@@ -2,14 +2,17 @@
 
 :func:`train` is deliberately a single code path: SGD steps over an iterable of batches on one
 device, with the LR schedule of :func:`lr_at`, gradient-norm clipping, a NaN check, a per-step CSV,
-and a checkpoint every N steps through ``repro.common.checkpoint`` so a killed job resumes
-(DDP can wrap the model and sampler later without changing it). :func:`infer` runs one pass that
+and a checkpoint every N steps through ``repro.common.checkpoint`` so a killed job resumes. Under DDP
+(``repro.common.distributed``) the model is wrapped, each rank's loader yields its share of every
+global batch, the logged losses are averaged over ranks (the same NaN verdict on every rank) and the
+per-image sampling is keyed by the batch slot, so N ranks train what one process does. :func:`infer` runs one pass that
 returns both the RPN proposals (for Table 1's recall) and the final detections (Table 3's AP).
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import sys
 import time
 from collections import OrderedDict
@@ -22,6 +25,9 @@ from torch import Tensor
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.transform import resize_boxes
 from tqdm import tqdm
+
+from repro.common.distributed import DistInfo, all_reduce_mean, unwrap
+from repro.detect.models import set_sampling_keys
 
 
 class NonFiniteLossError(RuntimeError):
@@ -59,16 +65,20 @@ def _to_device(images: list[Tensor], targets: list[dict], device: torch.device):
 
 def train(model: FasterRCNN, optimizer: torch.optim.Optimizer, batches: Iterable, *, device: torch.device,
           start_step: int, total_steps: int, lr_fn: Callable[[int], float], grad_clip: float | None,
-          checkpoint_every: int, save_checkpoint: Callable[[int], None], metrics_csv: Path | None = None,
-          log_every: int = 10) -> dict[str, float]:
+          checkpoint_every: int, save_checkpoint: Callable[[int, dict[str, list[float]]], None],
+          metrics_csv: Path | None = None, log_every: int = 10, recent: dict[str, list[float]] | None = None,
+          dist: DistInfo | None = None) -> dict[str, float]:
     """Train ``model`` from ``start_step`` to ``total_steps`` on ``batches`` (one (images, targets) per step).
 
-    ``save_checkpoint(step)`` is called every ``checkpoint_every`` steps and at the end. Returns the mean
-    of each loss over the last ``log_every`` steps. Raises :class:`NonFiniteLossError` on a NaN/inf loss.
+    ``save_checkpoint(step, recent)`` is called every ``checkpoint_every`` steps and at the end, with the
+    last ``log_every`` values of each loss (``recent``, restored on resume so the returned means are those
+    of an uninterrupted run). Returns the mean of each loss over the last ``log_every`` steps. Raises
+    :class:`NonFiniteLossError` on a NaN/inf loss. ``model`` may be DDP-wrapped (``dist``: this rank).
     """
+    dist = dist or DistInfo()
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    recent: dict[str, list[float]] = {}
+    recent = {k: list(v) for k, v in (recent or {}).items()}
     writer, fh = None, None
     if metrics_csv is not None:
         kept = _csv_rows_up_to(metrics_csv, start_step)  # drop rows logged after the checkpoint we resume from
@@ -77,7 +87,8 @@ def train(model: FasterRCNN, optimizer: torch.optim.Optimizer, batches: Iterable
         for r in kept:
             writer.writerow(r)
     try:
-        bar = tqdm(total=total_steps, initial=start_step, desc="train", file=sys.stderr, mininterval=5.0)
+        bar = tqdm(total=total_steps, initial=start_step, desc="train", file=sys.stderr, mininterval=5.0,
+                   disable=not dist.is_main)
         step = start_step
         for images, targets in batches:
             if step >= total_steps:
@@ -85,11 +96,16 @@ def train(model: FasterRCNN, optimizer: torch.optim.Optimizer, batches: Iterable
             lr = lr_fn(step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
+            keys = [tuple(int(v) for v in t.pop("sample_key").tolist()) for t in targets]
+            set_sampling_keys(unwrap(model), keys)  # per-image RPN/RoI sampling streams (seed, step, slot)
             images, targets = _to_device(images, targets, device)
             losses = model(images, targets)  # loss_classifier, loss_box_reg, loss_objectness, loss_rpn_box_reg
             loss = sum(losses.values())
-            if not torch.isfinite(loss):
-                detail = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+            # this step's losses of the global batch (mean over ranks), the same on every rank
+            logged = dict(zip(["loss", *losses], all_reduce_mean(torch.stack([loss, *losses.values()]).detach(),
+                                                                 dist).tolist()))
+            if not all(math.isfinite(v) for v in logged.values()):
+                detail = ", ".join(f"{k}={v:.4g}" for k, v in logged.items() if k != "loss")
                 raise NonFiniteLossError(f"non-finite training loss at step {step} (lr {lr:.4g}): {detail}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -97,7 +113,7 @@ def train(model: FasterRCNN, optimizer: torch.optim.Optimizer, batches: Iterable
                 torch.nn.utils.clip_grad_norm_(params, grad_clip)
             optimizer.step()
             step += 1
-            row = OrderedDict(step=step, lr=lr, loss=loss.item(), **{k: v.item() for k, v in losses.items()})
+            row = OrderedDict(step=step, lr=lr, **logged)
             for k, v in row.items():
                 if k not in ("step", "lr"):
                     recent.setdefault(k, []).append(v)
@@ -112,7 +128,7 @@ def train(model: FasterRCNN, optimizer: torch.optim.Optimizer, batches: Iterable
             if step % checkpoint_every == 0 or step == total_steps:
                 if fh is not None:
                     fh.flush()
-                save_checkpoint(step)
+                save_checkpoint(step, recent)
         bar.close()
         if step < total_steps:
             raise RuntimeError(f"the data loader ran out at step {step} of {total_steps}")

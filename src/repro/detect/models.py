@@ -28,6 +28,10 @@ Decisions the paper leaves open (recorded in ``fpn_coco.json`` and the claims' s
 * Training. RPN and head are trained jointly with shared features (torchvision). This is closer to
   Table 5 "shared" than to Table 3's unshared 4-step training.
 * NMS and top-k values are torchvision's defaults. The paper does not give them.
+* Sampling. The RPN's 256 anchors and the head's RoIs per image (Sec. 4.1-4.2) are drawn by
+  :class:`KeyedSampler` from a random stream of their own per image, keyed by (seed, step, slot in
+  the global batch) when the training loop sets keys: the draw does not depend on which images share
+  a process, so DDP over N ranks and a resumed run sample exactly what one uninterrupted process does.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection._utils import BalancedPositiveNegativeSampler
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
@@ -131,12 +136,63 @@ def _pooler(settings: DetectorSettings, names: Sequence[str], output_size: int) 
     raise ValueError(f"detect.pooler: unknown pooler {settings.pooler!r} (roi_align | roi_pool)")
 
 
+class KeyedSampler(BalancedPositiveNegativeSampler):
+    """torchvision's balanced positive/negative sampler with one random stream per image.
+
+    ``keys`` (one integer tuple per image of the batch, set by :func:`set_sampling_keys` before each
+    training forward) seed a CPU generator per image, mixed with ``salt`` (RPN vs RoI head). Without
+    keys it is torchvision's sampler (global RNG). Same counts as torchvision: up to
+    ``positive_fraction`` positives, the rest negatives.
+    """
+
+    def __init__(self, batch_size_per_image: int, positive_fraction: float, *, salt: int) -> None:
+        super().__init__(batch_size_per_image, positive_fraction)
+        self.salt = salt
+        self.keys: list[tuple[int, ...]] | None = None
+
+    def __call__(self, matched_idxs: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        if self.keys is None:
+            return super().__call__(matched_idxs)
+        if len(self.keys) != len(matched_idxs):
+            raise RuntimeError(f"KeyedSampler: {len(self.keys)} keys for a batch of {len(matched_idxs)} images")
+        pos_idx, neg_idx = [], []
+        for key, matched in zip(self.keys, matched_idxs):
+            gen = torch.Generator().manual_seed(_stream_seed(*key, self.salt))
+            positive = torch.where(matched >= 1)[0]
+            negative = torch.where(matched == 0)[0]
+            num_pos = min(positive.numel(), int(self.batch_size_per_image * self.positive_fraction))
+            num_neg = min(negative.numel(), self.batch_size_per_image - num_pos)
+            perm1 = torch.randperm(positive.numel(), generator=gen)[:num_pos].to(positive.device)
+            perm2 = torch.randperm(negative.numel(), generator=gen)[:num_neg].to(negative.device)
+            pos_mask = torch.zeros_like(matched, dtype=torch.uint8)
+            neg_mask = torch.zeros_like(matched, dtype=torch.uint8)
+            pos_mask[positive[perm1]] = 1
+            neg_mask[negative[perm2]] = 1
+            pos_idx.append(pos_mask)
+            neg_idx.append(neg_mask)
+        return pos_idx, neg_idx
+
+
+def _stream_seed(*key: int) -> int:
+    """A well-mixed 63-bit seed from integers (numpy's SeedSequence)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([int(k) for k in key]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def set_sampling_keys(model: FasterRCNN, keys: list[tuple[int, ...]] | None) -> None:
+    """Key the RPN's and RoI head's sampling of the next forward, one key per image (None: global RNG)."""
+    for sampler in (model.rpn.fg_bg_sampler, model.roi_heads.fg_bg_sampler):
+        if isinstance(sampler, KeyedSampler):
+            sampler.keys = keys
+
+
 def _faster_rcnn(backbone: nn.Module, settings: DetectorSettings, *, num_classes: int,
                  anchors: AnchorGenerator, pooler: nn.Module, head: nn.Module, head_out: int) -> FasterRCNN:
     """Assemble torchvision's FasterRCNN with the settings' sizes, sampling and NMS values."""
     if num_classes < 2:
         raise ValueError(f"num_classes counts the background and must be >= 2, got {num_classes}")
-    return FasterRCNN(
+    model = FasterRCNN(
         backbone,
         num_classes=None,
         min_size=settings.min_size,
@@ -155,6 +211,10 @@ def _faster_rcnn(backbone: nn.Module, settings: DetectorSettings, *, num_classes
         box_detections_per_img=settings.box_detections_per_img,
         box_score_thresh=settings.box_score_thresh,
     )
+    for head, salt in ((model.rpn, 1), (model.roi_heads, 2)):
+        old = head.fg_bg_sampler
+        head.fg_bg_sampler = KeyedSampler(old.batch_size_per_image, old.positive_fraction, salt=salt)
+    return model
 
 
 def _per_level_anchors(settings: DetectorSettings, n_levels: int) -> AnchorGenerator:

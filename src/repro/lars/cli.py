@@ -2,6 +2,8 @@
 
 - ``cell``: one model x arm x batch x epochs cell of the study (LR search on the first seed, then the
   other seeds at the chosen LR), resumable from ``--checkpoint-dir``; writes the cell's JSON.
+  Runs as one process or under ``torchrun --nproc_per_node=N`` / ``srun`` (DDP; ``--batch`` is the
+  global batch, rank 0 writes the checkpoint and the JSON).
 - ``aggregate``: all cells -> the study JSON (accuracy per arm x batch x LR x seed, chosen LRs,
   means and CIs), the figure (accuracy vs batch size, ours beside the paper's) and the claims file.
 """
@@ -52,39 +54,50 @@ def _device(name: str) -> Any:
 
 
 def _cell(args: argparse.Namespace) -> int:
+    from repro.common.distributed import barrier, distributed
     from repro.lars.data import load_classification, prepare
-    from repro.lars.study import run_cell
 
     cfg = args.config
     if args.batch < 1 or args.epochs < 1:
         raise SystemExit(f"lars cell: --batch and --epochs must be >= 1, got {args.batch}, {args.epochs}")
     started = now_iso()
-    device = _device(cfg["device"])
-    data = prepare(load_classification(args.inp), val_fraction=cfg["val_fraction"], device=device)
+    _device(cfg["device"])  # a clear error for a device that is not there, before anything else
+    arrays = load_classification(args.inp)
+    with distributed(cfg["device"]) as (info, device):
+        data = prepare(arrays, val_fraction=cfg["val_fraction"], device=device)
+        result = _cell_result(args, cfg, data, device, info, started)
+        if info.is_main:
+            atomic_write_json(args.out, result)
+        barrier(info)
+    return 0
+
+
+def _cell_result(args: argparse.Namespace, cfg: dict[str, Any], data: Any, device: Any, info: Any,
+                 started: str) -> dict[str, Any]:
+    from repro.lars.study import run_cell
+
     seeds = [args.seed + i for i in range(cfg["seeds"])]
     print(
-        f"lars cell {args.model}/{args.arm} B={args.batch} E={args.epochs} on {device}: "
+        f"lars cell {args.model}/{args.arm} B={args.batch} E={args.epochs} on {device}"
+        f"{f' (rank {info.rank} of {info.world_size})' if info.enabled else ''}: "
         f"{len(data.train)} train / {len(data.val)} val / {len(data.test)} test images "
         f"{data.image_size}x{data.image_size}, seeds {seeds}",
         file=sys.stderr,
     )
     result = run_cell(data, cfg, model_name=args.model, arm=args.arm, batch=args.batch, epochs=args.epochs,
-                      seeds=seeds, ckpt_dir=args.checkpoint_dir)
-    atomic_write_json(
-        args.out,
-        {
-            "model": args.model,
-            "arm": args.arm,
-            "batch": args.batch,
-            "epochs": args.epochs,
-            "seeds": seeds,
-            "data": {"path": str(args.inp), "n_train": len(data.train), "n_val": len(data.val),
-                     "n_test": len(data.test), "image_size": data.image_size, "num_classes": data.num_classes},
-            **result,
-            "provenance": provenance_record(cfg, args.seed, started=started, stage="lars.cell"),
-        },
-    )
-    return 0
+                      seeds=seeds, ckpt_dir=args.checkpoint_dir, dist=info)
+    return {
+        "model": args.model,
+        "arm": args.arm,
+        "batch": args.batch,
+        "epochs": args.epochs,
+        "seeds": seeds,
+        "data": {"path": str(args.inp), "n_train": len(data.train), "n_val": len(data.val),
+                 "n_test": len(data.test), "image_size": data.image_size, "num_classes": data.num_classes},
+        **result,
+        "world_size": info.world_size,
+        "provenance": provenance_record(cfg, args.seed, started=started, stage="lars.cell"),
+    }
 
 
 def _scale_note(cfg: dict[str, Any], cells: list[dict[str, Any]]) -> str:

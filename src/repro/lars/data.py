@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from repro.common.npz import read_npz
+
 __all__ = ["Split", "StudyData", "load_cifar10", "load_classification", "load_npz", "prepare"]
 
 CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
@@ -37,13 +39,7 @@ def _check(x: np.ndarray, y: np.ndarray, what: str) -> None:
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """The data stage's ``classification.npz``: x_train/x_test uint8 [N,3,H,W], y_train/y_test int64."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"classification data not found: {path}")
-    with np.load(path) as f:
-        missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f]
-        if missing:
-            raise ValueError(f"{path}: missing arrays {missing}")
-        out = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    out = read_npz(path, ("x_train", "y_train", "x_test", "y_test"), what="classification data")
     for split in ("train", "test"):
         _check(out[f"x_{split}"], out[f"y_{split}"], f"{path} ({split})")
     out["y_train"] = out["y_train"].astype(np.int64)

@@ -7,6 +7,12 @@ gradient; with BatchNorm the batch statistics are per micro-batch (paper pitfall
 
 The data order of epoch ``e`` is a permutation drawn from ``(seed, e)``, so a run resumed from a
 checkpoint at step ``t`` continues with exactly the batches it would have seen.
+
+Under DDP (``repro.common.distributed``) every rank draws the same global batch and splits each
+micro-batch of it strided over the ranks; each rank's loss is its share of the global mean
+(``mean * local / global * world``) and DDP averages the gradients, so the update is the 1-process
+one. ``micro_batch`` stays the global micro-batch (the BatchNorm batch, synchronised over ranks),
+and gradients are all-reduced once per step (``no_sync`` for all micro-batches but the last).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from repro.common.distributed import DistInfo, all_reduce_mean, no_sync, shard
 from repro.lars.data import Split
 
 __all__ = ["Diverged", "TrainState", "evaluate", "steps_per_epoch", "train"]
@@ -80,9 +87,12 @@ def train(
     checkpoint: Callable[[TrainState], None] | None = None,
     checkpoint_every: int = 0,
     desc: str = "train",
+    dist: DistInfo | None = None,
 ) -> TrainState:
     """Train for ``epochs`` epochs (resuming from ``state.step``); raise :class:`Diverged` on a
-    non-finite loss. ``checkpoint(state)`` is called every ``checkpoint_every`` steps."""
+    non-finite loss. ``checkpoint(state)`` is called every ``checkpoint_every`` steps (on every rank:
+    the callback decides who writes). ``model`` may be DDP-wrapped; ``dist`` says which rank this is."""
+    dist = dist or DistInfo()
     if batch_size < 1 or micro_batch < 1 or epochs < 1:
         raise ValueError(f"batch_size, micro_batch and epochs must be >= 1, got {batch_size}, {micro_batch}, {epochs}")
     state = state or TrainState()
@@ -90,7 +100,8 @@ def train(
     spe = steps_per_epoch(n, batch_size)
     total = spe * epochs
     model.train()
-    bar = tqdm(total=total, initial=state.step, desc=desc, file=sys.stderr, mininterval=10.0, leave=False)
+    bar = tqdm(total=total, initial=state.step, desc=desc, file=sys.stderr, mininterval=10.0, leave=False,
+               disable=not dist.is_main)
     order = None
     order_epoch = -1
     while state.step < total:
@@ -100,12 +111,15 @@ def train(
         idx = order[k * batch_size : (k + 1) * batch_size]  # [B] (partial at the end of an epoch)
         optimizer.zero_grad(set_to_none=True)
         loss_sum = torch.zeros((), device=data.x.device)
-        for chunk in _micro_batches(idx, micro_batch):  # gradient accumulation, the paper's iter_size
-            logits = model(data.x[chunk])  # [b, C]
-            loss = F.cross_entropy(logits, data.y[chunk]) * (len(chunk) / len(idx))
-            loss.backward()
+        chunks = _micro_batches(idx, micro_batch)
+        for j, chunk in enumerate(chunks):  # gradient accumulation, the paper's iter_size
+            local = shard(chunk, dist)  # this rank's part of the micro-batch (all of it with one process)
+            with no_sync(model, j < len(chunks) - 1):
+                logits = model(data.x[local])  # [b, C]
+                loss = F.cross_entropy(logits, data.y[local]) * (len(local) * dist.world_size / len(idx))
+                loss.backward()
             loss_sum += loss.detach()
-        value = float(loss_sum)
+        value = float(all_reduce_mean(loss_sum, dist))  # the global batch's loss, the same on every rank
         if not math.isfinite(value):
             bar.close()
             raise Diverged(state.step, value)

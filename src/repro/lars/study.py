@@ -10,10 +10,16 @@ Arms (same poly(2) schedule, momentum and weight decay; only the optimizer and L
   between square-root and linear in B); the config's ``scaling`` picks the rule that centres the
   small grid.
 The global rate follows gamma_t = gamma_0 (1 - t/T)^2 (Algorithm 1) times the warm-up ramp.
+
+Multi-process (DDP, ``repro.common.distributed``): every rank runs the same cell with the same seeds,
+LR search and data order; the model is wrapped (BatchNorm synchronised) and rank 0 alone writes the
+checkpoint. Validation/test are evaluated by every rank on the same weights, so all ranks choose the
+same LR without communicating.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -22,6 +28,7 @@ from typing import Any
 import torch
 
 from repro.common.checkpoint import load_checkpoint, save_checkpoint
+from repro.common.distributed import DistInfo, unwrap, wrap_model
 from repro.lars.data import StudyData
 from repro.lars.engine import Diverged, TrainState, evaluate, steps_per_epoch, train
 from repro.lars.models import build_model
@@ -30,6 +37,8 @@ from repro.lars.optim import LARS, warmup_poly_schedule
 __all__ = ["choose_lr", "make_optimizer", "run_cell", "run_key", "scaled_lr"]
 
 ARMS = ("sgd", "lars")
+# Config keys that do not change a cell's results: a checkpoint written under other values still fits.
+_NOT_IN_FINGERPRINT = ("checkpoint_every", "device", "eval_batch", "threads", "runtime_min")
 
 
 def scaled_lr(lr_ref: float, batch: int, ref_batch: int, scaling: str) -> float:
@@ -77,6 +86,7 @@ def _one_run(
     seed: int,
     resume: dict[str, Any] | None,
     save: Any,
+    dist: DistInfo,
 ) -> dict[str, Any]:
     arm_cfg = cfg[arm]
     lr = scaled_lr(lr_ref, batch, arm_cfg["ref_batch"], arm_cfg["scaling"])
@@ -87,6 +97,8 @@ def _one_run(
     model = build_model(
         model_name, num_classes=data.num_classes, image_size=data.image_size, conv=cfg["conv"], fc=cfg["fc"]
     ).to(data.train.x.device)
+    net = wrap_model(model, dist, data.train.x.device)  # DDP (synchronised BatchNorm) with several ranks
+    model = unwrap(net)
     optimizer = make_optimizer(arm, model.parameters(), lr, cfg)
     scheduler = warmup_poly_schedule(
         optimizer, total, warmup, power=cfg["poly_power"], warmup_start=arm_cfg["warmup_start"]
@@ -121,7 +133,7 @@ def _one_run(
     }
     try:
         state = train(
-            model,
+            net,
             optimizer,
             scheduler,
             data.train,
@@ -133,6 +145,7 @@ def _one_run(
             checkpoint=checkpoint,
             checkpoint_every=cfg["checkpoint_every"],
             desc=f"{model_name}/{arm}/B{batch}/{run_key(lr_ref, seed)}",
+            dist=dist,
         )
     except Diverged as exc:
         if cfg["on_divergence"] != "record":
@@ -176,26 +189,40 @@ def run_cell(
     epochs: int,
     seeds: list[int],
     ckpt_dir: str | None = None,
+    dist: DistInfo | None = None,
 ) -> dict[str, Any]:
     """Search the arm's LR grid with the first seed (best validation accuracy, as the paper picks
     the best LR per batch), then train the remaining seeds at that LR; resumable from ``ckpt_dir``.
 
     The checkpoint holds the finished runs' results and the state of the run in progress, so an
-    interrupted job redoes at most ``checkpoint_every`` steps. Returns ``{"chosen_lr_ref", "runs"}``.
+    interrupted job redoes at most ``checkpoint_every`` steps. A checkpoint of another cell or config
+    (its fingerprint differs) is a clear error rather than silently reused results.
+    Returns ``{"chosen_lr_ref", "runs"}``.
     """
+    dist = dist or DistInfo()
     if arm not in ARMS:
         raise ValueError(f"unknown arm {arm!r}; choose from {ARMS}")
     if not seeds:
         raise ValueError("need at least one seed")
+    fingerprint = json.dumps(
+        {"model": model_name, "arm": arm, "batch": batch, "epochs": epochs, "seeds": list(seeds),
+         "config": {k: v for k, v in cfg.items() if k not in _NOT_IN_FINGERPRINT}},
+        sort_keys=True,
+    )
     ckpt = load_checkpoint(ckpt_dir) or {}
+    if ckpt and ckpt.get("fingerprint") != fingerprint:
+        raise ValueError(
+            f"{ckpt_dir}: the checkpoint there is of another cell or config (model, arm, batch, epochs,"
+            f" seeds or training settings differ from {model_name}/{arm}/B{batch}/E{epochs}); delete it to restart"
+        )
     finished: list[dict[str, Any]] = list(ckpt.get("finished", []))
     if finished:
         print(f"resumed from checkpoint: {len(finished)} finished runs", file=sys.stderr)
     current = ckpt.get("current")
 
     def save(cur: dict[str, Any] | None) -> None:
-        if ckpt_dir is not None:
-            save_checkpoint(ckpt_dir, {"finished": finished, "current": cur})
+        if ckpt_dir is not None and dist.is_main:
+            save_checkpoint(ckpt_dir, {"fingerprint": fingerprint, "finished": finished, "current": cur})
 
     def ensure(lr_ref: float, seed: int) -> None:
         key = run_key(lr_ref, seed)
@@ -204,7 +231,7 @@ def run_cell(
         resume = current if current is not None and current.get("key") == key else None
         result = _one_run(
             data, cfg, model_name=model_name, arm=arm, batch=batch, epochs=epochs,
-            lr_ref=lr_ref, seed=seed, resume=resume, save=save,
+            lr_ref=lr_ref, seed=seed, resume=resume, save=save, dist=dist,
         )
         finished.append(result)
         print(

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from repro.common.npz import read_npz
+
 DATASETS = ("digits", "mnist", "cifar10", "imagenet")
 
 
@@ -43,13 +45,7 @@ def _check(x: np.ndarray, y: np.ndarray, name: str, what: str) -> None:
 
 def load_digits_npz(path: str | Path) -> Split:
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"digits data not found: {path}")
-    with np.load(path) as d:
-        missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in d]
-        if missing:
-            raise ValueError(f"{path}: missing arrays {missing}")
-        arrs = {k: d[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    arrs = read_npz(path, ("x_train", "y_train", "x_test", "y_test"), what="digits data")
     for s in ("train", "test"):
         _check(arrs[f"x_{s}"], arrs[f"y_{s}"], s, str(path))
         if arrs[f"x_{s}"].ndim != 3:

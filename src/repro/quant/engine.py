@@ -3,7 +3,9 @@
 * :func:`train`: minibatch Adam (the paper's Sec. 3.5 needs Adam's second moments) on tensors
   already on ``device``; optional fixed pruning masks (pruned weights and their gradients stay 0);
   checkpoints every ``ckpt_every`` steps in ``ckpt_dir`` with automatic resume ("resumed from
-  step N"); a non-finite loss raises :class:`FloatingPointError`.
+  step N"; the checkpoint carries the epoch's losses, so the final train loss equals an uninterrupted
+  run's, and a fingerprint: one of another model or training setup is refused with a clear error);
+  a non-finite loss raises :class:`FloatingPointError`.
 * :func:`magnitude_masks`: global magnitude pruning of the weight tensors (dim > 1), as Han et al.
   (2015) whose pruned models the paper's Table 1 starts from.
 * :func:`finetune_centres`: fine-tuning of the shared values after quantization (paper Sec. 5,
@@ -68,11 +70,19 @@ def train(
     steps_per_epoch = math.ceil(n / spec.batch_size)
     total = spec.epochs * steps_per_epoch
     step = 0
+    losses: list[float] = []  # the current epoch's step losses (the run's final train loss is their mean)
+    # what a checkpoint must match to be resumed: the training setup and the model's parameter shapes
+    fingerprint = json.dumps({"spec": vars(spec), "seed": seed, "n": n, "masked": sorted(masks or {}),
+                              "shapes": {k: list(v.shape) for k, v in model.state_dict().items()}}, sort_keys=True)
     state = load_checkpoint(ckpt_dir)
     if state is not None:
+        if state.get("fingerprint") != fingerprint:
+            raise ValueError(f"{ckpt_dir}: the checkpoint there is of another model or training setup than"
+                             f" [{desc}] of this run; delete it to restart")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step = int(state["step"])
+        losses = [float(v) for v in state["epoch_losses"]]
         print(f"[{desc}] resumed from step {step}", file=sys.stderr, flush=True)
     params = dict(model.named_parameters())
     if masks:
@@ -81,7 +91,6 @@ def train(
                 params[name].mul_(m)
     model.train()
     aug_gen = torch.Generator().manual_seed(seed + 7)
-    losses: list[float] = []
     bar = tqdm(total=total, initial=step, desc=desc, file=sys.stderr, mininterval=5.0, disable=None)
     while step < total:
         epoch, within = divmod(step, steps_per_epoch)
@@ -105,16 +114,18 @@ def train(
             with torch.no_grad():
                 for name, m in masks.items():
                     params[name].mul_(m)
+        if within == 0:
+            losses = []  # a new epoch
         step += 1
         losses.append(loss.item())
         bar.update(1)
         if ckpt_dir is not None and (step % ckpt_every == 0 or step == total):
             save_checkpoint(ckpt_dir, {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                       "config": json.dumps(config or {}, sort_keys=True)})
+                                       "config": json.dumps(config or {}, sort_keys=True),
+                                       "fingerprint": fingerprint, "epoch_losses": losses})
     bar.close()
     model.eval()
-    tail = losses[-steps_per_epoch:] if losses else []
-    return {"steps": total, "final_train_loss": float(sum(tail) / len(tail)) if tail else None}
+    return {"steps": total, "final_train_loss": float(sum(losses) / len(losses)) if losses else None}
 
 
 @torch.no_grad()
