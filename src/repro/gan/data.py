@@ -13,13 +13,12 @@ Images are returned as uint8 [n, C, H, W] with int64 labels; :func:`to_unit_rang
 
 from __future__ import annotations
 
-import gzip
-import pickle
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from repro.data.readers import read_cifar10, read_mnist, read_npz_splits
 
 __all__ = ["Mixture", "ImageSet", "load_mixture", "load_digits", "load_mnist", "load_cifar10", "load_images", "to_unit_range"]
 
@@ -76,7 +75,7 @@ def load_mixture(path: str | Path) -> Mixture:
 def load_digits(path: str | Path) -> ImageSet:
     """scikit-learn's digits as float32 [n, 1, 8, 8] in [-1, 1]."""
     path = Path(path)
-    arrays = _load_npz(path, ("x_train", "y_train", "x_test", "y_test"), "digits")
+    arrays = read_npz_splits(path, what="digits")
     for key in ("x_train", "x_test"):
         if arrays[key].ndim != 3 or arrays[key].shape[1:] != (8, 8):
             raise ValueError(f"{path}: {key!r} must have shape [n, 8, 8], got {arrays[key].shape}")
@@ -85,63 +84,17 @@ def load_digits(path: str | Path) -> ImageSet:
     return ImageSet(x_tr, arrays["y_train"].astype(np.int64), x_te, arrays["y_test"].astype(np.int64), 10)
 
 
-def _find(folder: Path, stem: str) -> Path:
-    """``stem`` or ``stem.gz`` anywhere below ``folder``."""
-    for name in (stem, stem + ".gz"):
-        hits = sorted(folder.rglob(name))
-        if hits:
-            return hits[0]
-    raise FileNotFoundError(f"{folder}: no {stem!r} (or {stem}.gz) below this folder; is the download complete?")
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """An idx file (LeCun's MNIST format), gzipped or not, as a numpy array."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        data = fh.read()
-    if len(data) < 4:
-        raise ValueError(f"{path}: too short for an idx file")
-    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or dtype_code != 0x08:
-        raise ValueError(f"{path}: not an unsigned-byte idx file (magic {data[:4].hex()})")
-    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
-    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: header says shape {shape} but the file holds {body.size} values")
-    return body.reshape(shape)
-
-
 def load_mnist(folder: str | Path) -> ImageSet:
     """MNIST from its idx files, zero-padded to uint8 [n, 1, 32, 32]."""
-    folder = _need(Path(folder), "mnist")
-    parts = {}
-    for split, prefix in (("train", "train"), ("test", "t10k")):
-        x = read_idx(_find(folder, f"{prefix}-images-idx3-ubyte"))
-        y = read_idx(_find(folder, f"{prefix}-labels-idx1-ubyte"))
-        if x.ndim != 3 or x.shape[1:] != (28, 28) or len(x) != len(y):
-            raise ValueError(f"{folder}: MNIST {split} images {x.shape} / labels {y.shape} do not match [n, 28, 28] / [n]")
-        parts[split] = (np.pad(x, ((0, 0), (2, 2), (2, 2)))[:, None].copy(), y.astype(np.int64))
-    return ImageSet(parts["train"][0], parts["train"][1], parts["test"][0], parts["test"][1], 10)
+    a = read_mnist(folder)
+    x_tr, x_te = (np.pad(a[k], ((0, 0), (2, 2), (2, 2)))[:, None].copy() for k in ("x_train", "x_test"))
+    return ImageSet(x_tr, a["y_train"], x_te, a["y_test"], 10)
 
 
 def load_cifar10(folder: str | Path) -> ImageSet:
     """CIFAR-10 from the python pickles as uint8 [n, 3, 32, 32]."""
-    folder = _need(Path(folder), "cifar10")
-
-    def batch(name: str) -> tuple[np.ndarray, np.ndarray]:
-        path = _find(folder, name)
-        with open(path, "rb") as fh:
-            d = pickle.load(fh, encoding="bytes")
-        if b"data" not in d or b"labels" not in d:
-            raise ValueError(f"{path}: not a CIFAR-10 python batch (no b'data'/b'labels')")
-        x = np.asarray(d[b"data"], dtype=np.uint8)
-        if x.ndim != 2 or x.shape[1] != 3 * 32 * 32:
-            raise ValueError(f"{path}: data has shape {x.shape}, expected [n, 3072]")
-        return x.reshape(-1, 3, 32, 32), np.asarray(d[b"labels"], dtype=np.int64)
-
-    train = [batch(f"data_batch_{i}") for i in range(1, 6)]
-    x_te, y_te = batch("test_batch")
-    return ImageSet(np.concatenate([t[0] for t in train]), np.concatenate([t[1] for t in train]), x_te, y_te, 10)
+    a = read_cifar10(folder)
+    return ImageSet(a["x_train"], a["y_train"], a["x_test"], a["y_test"], 10)
 
 
 def load_images(dataset: str, path: str | Path) -> ImageSet:

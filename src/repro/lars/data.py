@@ -10,19 +10,15 @@ validation set and reports that same set).
 from __future__ import annotations
 
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from repro.common.npz import read_npz
+from repro.data.readers import read_cifar10, read_npz_splits
 
 __all__ = ["Split", "StudyData", "load_cifar10", "load_classification", "load_npz", "prepare"]
-
-CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
-CIFAR_TEST = "test_batch"
 
 
 def _check(x: np.ndarray, y: np.ndarray, what: str) -> None:
@@ -39,7 +35,7 @@ def _check(x: np.ndarray, y: np.ndarray, what: str) -> None:
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """The data stage's ``classification.npz``: x_train/x_test uint8 [N,3,H,W], y_train/y_test int64."""
     path = Path(path)
-    out = read_npz(path, ("x_train", "y_train", "x_test", "y_test"), what="classification data")
+    out = read_npz_splits(path, what="classification data")
     for split in ("train", "test"):
         _check(out[f"x_{split}"], out[f"y_{split}"], f"{path} ({split})")
     out["y_train"] = out["y_train"].astype(np.int64)
@@ -47,38 +43,11 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return out
 
 
-def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    # The batches are pickled dicts (CIFAR's own format, https://www.cs.toronto.edu/~kriz/cifar.html);
-    # the archive was verified against its published md5 by the download rule before extraction.
-    with open(path, "rb") as fh:
-        d = pickle.load(fh, encoding="bytes")
-    data = np.asarray(d[b"data"], dtype=np.uint8)  # [10000, 3072], rows R(1024) G(1024) B(1024)
-    labels = np.asarray(d[b"labels"], dtype=np.int64)  # [10000]
-    return data.reshape(-1, 3, 32, 32), labels
-
-
 def load_cifar10(folder: str | os.PathLike) -> dict[str, np.ndarray]:
-    """CIFAR-10 from the extracted ``cifar-10-python.tar.gz`` (looks for ``data_batch_1`` below ``folder``)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"CIFAR-10 folder not found: {folder}")
-    hits = sorted(folder.rglob("data_batch_1"))
-    if not hits:
-        raise FileNotFoundError(f"{folder}: no CIFAR-10 python batches (data_batch_1 ... test_batch) inside")
-    root = hits[0].parent
-    missing = [n for n in CIFAR_TRAIN + [CIFAR_TEST] if not (root / n).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{root}: CIFAR-10 batches missing: {missing}")
-    parts = [_cifar_batch(root / n) for n in CIFAR_TRAIN]
-    x_te, y_te = _cifar_batch(root / CIFAR_TEST)
-    out = {
-        "x_train": np.concatenate([p[0] for p in parts]),
-        "y_train": np.concatenate([p[1] for p in parts]),
-        "x_test": x_te,
-        "y_test": y_te,
-    }
+    """CIFAR-10 from the extracted ``cifar-10-python.tar.gz`` (:func:`repro.data.readers.read_cifar10`)."""
+    out = read_cifar10(folder)
     for split in ("train", "test"):
-        _check(out[f"x_{split}"], out[f"y_{split}"], f"{root} ({split})")
+        _check(out[f"x_{split}"], out[f"y_{split}"], f"{folder} ({split})")
     return out
 
 

@@ -10,15 +10,13 @@ Errors name the missing file or the bad array.
 
 from __future__ import annotations
 
-import gzip
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from repro.common.npz import read_npz
+from repro.data.readers import read_cifar10, read_mnist, read_npz_splits
 
 DATASETS = ("digits", "mnist", "cifar10", "imagenet")
 
@@ -45,7 +43,7 @@ def _check(x: np.ndarray, y: np.ndarray, name: str, what: str) -> None:
 
 def load_digits_npz(path: str | Path) -> Split:
     path = Path(path)
-    arrs = read_npz(path, ("x_train", "y_train", "x_test", "y_test"), what="digits data")
+    arrs = read_npz_splits(path, what="digits data")
     for s in ("train", "test"):
         _check(arrs[f"x_{s}"], arrs[f"y_{s}"], s, str(path))
         if arrs[f"x_{s}"].ndim != 3:
@@ -58,65 +56,22 @@ def load_digits_npz(path: str | Path) -> Split:
     )
 
 
-def _find(folder: Path, name: str) -> Path:
-    for cand in (folder / name, folder / (name + ".gz")):
-        if cand.exists():
-            return cand
-    hits = sorted(folder.rglob(name)) + sorted(folder.rglob(name + ".gz"))
-    if not hits:
-        raise FileNotFoundError(f"MNIST file {name} (or {name}.gz) not found under {folder}")
-    return hits[0]
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """An idx file (LeCun's MNIST format: magic 0x0000 08 <ndim>, big-endian sizes, uint8 data)."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        raw = fh.read()
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise ValueError(f"{path}: not an unsigned-byte idx file (magic {raw[:4].hex()})")
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: {data.size} bytes of data, header says {dims}")
-    return data.reshape(dims)
-
-
 def load_mnist(folder: str | Path) -> Split:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"MNIST folder not found: {folder}")
+    arrs = read_mnist(folder)
     out = []
-    for prefix in ("train", "t10k"):
-        x = read_idx(_find(folder, f"{prefix}-images-idx3-ubyte"))
-        y = read_idx(_find(folder, f"{prefix}-labels-idx1-ubyte"))
-        _check(x, y, prefix, str(folder))
+    for s in ("train", "test"):
+        x, y = arrs[f"x_{s}"], arrs[f"y_{s}"]
+        _check(x, y, s, str(folder))
         out += [torch.from_numpy(x.astype(np.float32) / 256.0).unsqueeze(1), torch.from_numpy(y.astype(np.int64))]
     return Split(*out)
 
 
-def _unpickle(path: Path) -> dict:
-    if not path.exists():
-        raise FileNotFoundError(f"CIFAR-10 batch not found: {path}")
-    with open(path, "rb") as fh:
-        return pickle.load(fh, encoding="bytes")
-
-
 def load_cifar10(folder: str | Path) -> Split:
-    folder = Path(folder)
-    base = folder / "cifar-10-batches-py" if (folder / "cifar-10-batches-py").is_dir() else folder
-    parts = [_unpickle(base / f"data_batch_{i}") for i in range(1, 6)]
-    test = _unpickle(base / "test_batch")
-
-    def arrays(batches: list[dict], what: str) -> tuple[np.ndarray, np.ndarray]:
-        x = np.concatenate([b[b"data"] for b in batches]).reshape(-1, 3, 32, 32)
-        y = np.concatenate([np.asarray(b[b"labels"]) for b in batches])
-        _check(x, y, what, str(base))
-        return x.astype(np.float32) / 255.0, y.astype(np.int64)
-
-    xtr, ytr = arrays(parts, "train")
-    xte, yte = arrays([test], "test")
+    arrs = read_cifar10(folder)
+    for s in ("train", "test"):
+        _check(arrs[f"x_{s}"], arrs[f"y_{s}"], s, str(folder))
+    xtr, xte = (arrs[k].astype(np.float32) / 255.0 for k in ("x_train", "x_test"))
+    ytr, yte = (arrs[k].astype(np.int64) for k in ("y_train", "y_test"))
     mean = xtr.mean(axis=(0, 2, 3), keepdims=True)
     std = xtr.std(axis=(0, 2, 3), keepdims=True)
     return Split(*(torch.from_numpy(a) for a in ((xtr - mean) / std, ytr, (xte - mean) / std, yte)))
