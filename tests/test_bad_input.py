@@ -281,11 +281,7 @@ def test_every_torch_load_in_the_package_uses_weights_only() -> None:
 
 
 # ------------------------------------------------------------------ GANs and pretraining
-# gan.data._load_npz and pretrain.data._npz/load_patches raise numpy's bare BadZipFile / "mmap length is
-# greater than file size" (no file name, a traceback); the fix is repro.common.npz.read_npz / a try around
-# np.load, pending the lead's go-ahead to edit those packages (strict: the marker must go once fixed).
-PENDING = pytest.mark.xfail(strict=True, reason="gan/pretrain loaders do not yet name a truncated/corrupt file "
-                            "(fix pending: their packages were being finished by other helpers)")
+# truncated / corrupt inputs are named by gan.data._load_npz and pretrain.data._npz/load_patches.
 
 
 @pytest.fixture
@@ -310,7 +306,6 @@ def gan(tmp_path: Path):
     return tmp_path, run
 
 
-@PENDING
 def test_gan_truncated_mixture_is_named(gan, capsys) -> None:
     tmp, run = gan
     fails_naming(lambda: run(_truncate(tmp / "mixtures" / "ring8.npz", tmp / "cut.npz")), capsys, "cut.npz")
@@ -349,7 +344,6 @@ def pretrain(tmp_path: Path):
     return tmp_path, patches, pairs, run
 
 
-@PENDING
 @pytest.mark.parametrize("which", ["patches", "pairs"])
 def test_pretrain_truncated_input_is_named(pretrain, which: str, capsys) -> None:
     tmp, patches, pairs, run = pretrain

@@ -285,6 +285,48 @@ def test_gan_train_killed_and_rerun_equals_uninterrupted(tmp_path: Path) -> None
         assert np.array_equal(a["samples"], b["samples"])
 
 
+
+def test_gan_resume_between_evaluations_keeps_the_loss_means(tmp_path: Path, monkeypatch) -> None:
+    """Regression: with ``checkpoint_every`` (7) not a multiple of ``eval_every`` (5) the checkpoint at
+    step 14 falls inside an evaluation window (steps 11..15); the step-15 row's loss means must still
+    average all five steps, not only step 15 (the checkpoint carries the running sums and count)."""
+    import repro.gan.engine as engine
+    from repro.data.mixtures import sample_mixture
+    from repro.gan.arms import build_arm
+    from repro.gan.config import experiment_config
+
+    real = torch.from_numpy(sample_mixture("ring8", 500, np.random.default_rng(0))[0].astype(np.float32))
+    cfg = experiment_config({"experiments": {"ring8": {"batch_size": 16, "z_dim": 4, "g_hidden": 16, "d_hidden": 16,
+                                                       "n_generators": 2, "lr": 1e-3}}}, "ring8")
+
+    def setup():
+        torch.manual_seed(0)
+        return build_arm("mgan", cfg, data_shape=(2,), device="cpu")
+
+    def run(ckpt: Path) -> list[dict]:
+        s = setup()
+        return engine.train(s, sample_real=lambda n: real[torch.randint(len(real), (n,))], steps=20, batch_size=16,
+                            device=torch.device("cpu"), evaluate=lambda step: {"m": float(step)}, eval_every=5,
+                            checkpoint_dir=str(ckpt), checkpoint_every=7, fingerprint="f", log=lambda m: None)
+
+    clean = run(tmp_path / "clean")
+    save = engine.save_checkpoint
+
+    def save_then_die(ckpt_dir: str, state: dict) -> None:
+        save(ckpt_dir, state)
+        if state["step"] == 14:
+            raise KeyboardInterrupt("killed after the step-14 checkpoint")
+
+    monkeypatch.setattr(engine, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "killed")
+    monkeypatch.setattr(engine, "save_checkpoint", save)
+    resumed = run(tmp_path / "killed")
+    assert [r["step"] for r in resumed] == [5, 10, 15, 20]
+    drop = {"train_s"}
+    assert [{k: v for k, v in r.items() if k not in drop} for r in resumed] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in clean]
+
 # ------------------------------------------------------------------ Triplet-Siamese pretraining
 def test_pretrain_train_killed_and_rerun_equals_uninterrupted(tmp_path: Path) -> None:
     from test_pretrain import CFG as PRETRAIN_CFG

@@ -13,6 +13,7 @@ Images are returned as uint8 [n, C, H, W] with int64 labels; :func:`to_unit_rang
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,11 +52,16 @@ def _need(path: Path, what: str) -> Path:
 
 def _load_npz(path: Path, keys: tuple[str, ...], what: str) -> dict[str, np.ndarray]:
     """The named arrays of an .npz file; the error names the file and the missing arrays."""
-    with np.load(_need(path, what)) as f:
-        missing = [k for k in keys if k not in f.files]
-        if missing:
-            raise ValueError(f"{path}: {what} file lacks arrays {missing}")
-        return {k: f[k] for k in keys}
+    try:
+        with np.load(_need(path, what), allow_pickle=False) as f:
+            missing = [k for k in keys if k not in f.files]
+            if missing:
+                raise ValueError(f"{path}: {what} file lacks arrays {missing}")
+            return {k: f[k] for k in keys}
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        if isinstance(exc, (FileNotFoundError, ValueError)) and str(path) in str(exc):
+            raise
+        raise ValueError(f"{path}: not a readable .npz {what} file (truncated or corrupt?): {exc}") from exc
 
 
 def load_mixture(path: str | Path) -> Mixture:

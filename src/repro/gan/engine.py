@@ -25,7 +25,8 @@ class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or infinite."""
 
 
-def _state(setup: ArmSetup, step: int, history: list[dict], device: torch.device, fingerprint: str) -> dict[str, Any]:
+def _state(setup: ArmSetup, step: int, history: list[dict], device: torch.device, fingerprint: str,
+           running: dict[str, Any]) -> dict[str, Any]:
     rng = rng_state()
     if device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(device)
@@ -36,6 +37,7 @@ def _state(setup: ArmSetup, step: int, history: list[dict], device: torch.device
         "nets": {k: v.state_dict() for k, v in setup.nets.items()},
         "opts": {k: v.state_dict() for k, v in setup.opts.items()},
         "history": history,
+        "running": running,  # loss sums/count since the last evaluation row, so a resumed row's means are exact
         "rng": rng,
     }
 
@@ -88,6 +90,10 @@ def train(
     sums: dict[str, float] = {}
     count = 0
     train_s = history[-1]["train_s"] if history else 0.0
+    if state is not None and "running" in state:
+        running = state["running"]
+        sums, count = {str(n): float(v) for n, v in running["sums"].items()}, int(running["count"])
+        train_s = float(running["train_s"])
     tick = time.perf_counter()
     k = setup.n_generators
     for step in tqdm(range(start, steps), initial=start, total=steps, file=sys.stderr, mininterval=10, desc=setup.arm):
@@ -108,5 +114,6 @@ def train(
             sums, count = {}, 0
             tick = time.perf_counter()
         if checkpoint_dir is not None and checkpoint_every > 0 and (done % checkpoint_every == 0 or done == steps):
-            save_checkpoint(checkpoint_dir, _state(setup, done, history, device, fingerprint))
+            running = {"sums": dict(sums), "count": count, "train_s": train_s + time.perf_counter() - tick}
+            save_checkpoint(checkpoint_dir, _state(setup, done, history, device, fingerprint, running))
     return history

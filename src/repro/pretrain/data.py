@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +65,10 @@ def load_patches(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"patches: missing file {os.fspath(path)!r}")
-    x = np.load(path, mmap_mode="r")
+    try:
+        x = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"patches {os.fspath(path)!r}: not a readable .npy file (truncated or corrupt?): {exc}") from exc
     if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != x.shape[3] or x.dtype != np.uint8:
         raise ValueError(f"patches {os.fspath(path)!r}: expected uint8 [N,3,S,S], got {x.dtype} {tuple(x.shape)}")
     return x
@@ -74,11 +78,16 @@ def _npz(path: str | os.PathLike, keys: tuple[str, ...], what: str) -> dict[str,
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what}: missing file {os.fspath(path)!r}")
-    with np.load(path, allow_pickle=False) as z:
-        missing = [k for k in keys if k not in z.files]
-        if missing:
-            raise ValueError(f"{what} {os.fspath(path)!r}: lacks arrays {missing}")
-        return {k: z[k] for k in z.files}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            files = list(z.files)
+            arrays = {k: z[k] for k in files}
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"{what} {os.fspath(path)!r}: not a readable .npz file (truncated or corrupt?): {exc}") from exc
+    missing = [k for k in keys if k not in files]
+    if missing:
+        raise ValueError(f"{what} {os.fspath(path)!r}: lacks arrays {missing}")
+    return arrays
 
 
 def load_nodes(path: str | os.PathLike, n_nodes: int) -> dict[str, np.ndarray]:
