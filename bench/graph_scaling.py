@@ -10,6 +10,10 @@ fitted growth exponent b of time ~ N^b (least squares on log-log). Goal: near-li
 there is no N x N matrix — k-means costs O(N K d) per iteration with K fixed, and the neighbour
 search is bounded by ``knn_bucket`` per point (parents larger than that are bisected).
 
+Reference, timed at the same sizes in the same run: one assignment pass of the same points to K fixed
+centres (``x @ C.T`` and an argmax, O(N K d), exactly linear in N); its fitted exponent shows what a
+linear workload measures as on this machine at these sizes (cache effects, noise).
+
 Synthetic data: ``n_modes`` directions on the unit sphere in ``dim`` dimensions, each point one of
 them plus Gaussian noise, 10 points per "video", 60% of points with a track end (an extra node).
 """
@@ -24,9 +28,20 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+if __package__ in (None, ""):  # run as a script: make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import row  # noqa: E402
+
+GOAL_EXPONENT = 1.2
+QUICK_SIZES = [5_000, 20_000, 80_000]
 
 BUILD = dict(n_clusters=100, min_cluster_size=10, kmeans_iters=10, knn=10, exclude_same_video=True,
              one_neighbour_per_video=True, max_groups_per_node=1, knn_bucket=512, pair_ratio=[7, 2])
@@ -63,9 +78,65 @@ def time_build(n: int, *, dim: int, n_modes: int, seed: int, repeats: int) -> tu
     return best_wall, best_cpu, info
 
 
+def time_reference(n: int, *, dim: int, n_modes: int, seed: int, repeats: int) -> float:
+    """Best CPU time of a linear-cost pass over the same points: nearest of K fixed centres (O(N K d))."""
+    x, *_ = make_features(n, dim, n_modes, seed)
+    centres = x[np.random.default_rng(seed).choice(n, BUILD["n_clusters"], replace=False)]  # [K,d]
+    best = float("inf")
+    for _ in range(repeats):
+        c0 = time.process_time()
+        for _ in range(BUILD["kmeans_iters"]):  # as many passes as the k-means of build_graph makes
+            np.argmax(x @ centres.T, axis=1)  # [N]
+        best = min(best, time.process_time() - c0)
+    return best
+
+
 def fit_exponent(sizes: list[int], seconds: list[float]) -> float:
     """Slope b of log(seconds) = a + b log(N)."""
     return float(np.polyfit(np.log(sizes), np.log(seconds), 1)[0])
+
+
+def run(*, sizes: list[int] | None = None, quick: bool = False, dim: int = 64, n_modes: int = 500,
+        repeats: int = 1, threads: int = 1, seed: int = 0, verbose: bool = True) -> list[dict[str, Any]]:
+    """One row: the fitted exponent of build_graph's CPU time over N, against a linear reference's."""
+    from threadpoolctl import threadpool_limits
+
+    from repro.common.runtime import configure_threads
+
+    configure_threads(threads)
+    with threadpool_limits(threads):  # numpy may have been imported (and its BLAS pool sized) already
+        return _run(sizes=sizes, quick=quick, dim=dim, n_modes=n_modes, repeats=repeats, threads=threads, seed=seed,
+                    verbose=verbose)
+
+
+def _run(*, sizes, quick, dim, n_modes, repeats, threads, seed, verbose) -> list[dict[str, Any]]:
+    sizes = QUICK_SIZES if quick else sorted(sizes or [10_000, 50_000, 200_000])
+    walls, cpus, refs, infos = [], [], [], []
+    if verbose:
+        print(f"graph build, d={dim}, K={BUILD['n_clusters']}, knn={BUILD['knn']}, bucket={BUILD['knn_bucket']}, "
+              f"threads={threads}")
+    for n in sizes:
+        wall, cpu, info = time_build(n, dim=dim, n_modes=n_modes, seed=seed, repeats=repeats)
+        ref = time_reference(n, dim=dim, n_modes=n_modes, seed=seed, repeats=max(repeats, 2))
+        walls.append(wall)
+        cpus.append(cpu)
+        refs.append(ref)
+        infos.append(info)
+        if verbose:
+            print(f"  N={n:>8d}  wall {wall:7.2f} s  cpu {cpu:7.2f} s  {cpu / n * 1e6:6.1f} us/patch  "
+                  f"(linear reference cpu {ref:6.3f} s)  {info}", flush=True)
+    if len(sizes) < 2:
+        raise ValueError("graph scaling needs at least two sizes to fit an exponent")
+    b_cpu, b_wall, b_ref = fit_exponent(sizes, cpus), fit_exponent(sizes, walls), fit_exponent(sizes, refs)
+    if verbose:
+        verdict = "near-linear" if b_cpu <= GOAL_EXPONENT else "SUPER-LINEAR"
+        print(f"fitted growth exponent: time ~ N^{b_cpu:.2f} (CPU time; wall time N^{b_wall:.2f}; linear reference "
+              f"N^{b_ref:.2f}) -> {verdict}, goal <= {GOAL_EXPONENT}")
+    return [row("graph: build growth exponent (CPU time ~ N^b)", ours=b_cpu, reference=b_ref, unit="exponent b",
+                reference_name="exponent of an O(N K d) nearest-centre pass at the same N",
+                goal_on="ours", goal_op="<=", goal=GOAL_EXPONENT,
+                details={"sizes": sizes, "cpu_s": cpus, "wall_s": walls, "reference_cpu_s": refs,
+                         "wall_exponent": b_wall, "graph": infos, "dim": dim, "build": BUILD})]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,23 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    from repro.common.runtime import configure_threads
-
-    configure_threads(args.threads)
-    sizes = [5_000, 20_000, 80_000] if args.quick else sorted(args.sizes)
-    walls, cpus = [], []
-    print(f"graph build, d={args.dim}, K={BUILD['n_clusters']}, knn={BUILD['knn']}, bucket={BUILD['knn_bucket']}, "
-          f"threads={args.threads}")
-    for n in sizes:
-        wall, cpu, info = time_build(n, dim=args.dim, n_modes=args.modes, seed=args.seed, repeats=args.repeats)
-        walls.append(wall)
-        cpus.append(cpu)
-        print(f"  N={n:>8d}  wall {wall:7.2f} s  cpu {cpu:7.2f} s  {cpu / n * 1e6:6.1f} us/patch  {info}", flush=True)
-    if len(sizes) >= 2:
-        b_cpu, b_wall = fit_exponent(sizes, cpus), fit_exponent(sizes, walls)
-        verdict = "near-linear" if b_cpu <= 1.2 else "SUPER-LINEAR"
-        print(f"fitted growth exponent: time ~ N^{b_cpu:.2f} (CPU time; wall time N^{b_wall:.2f}) -> {verdict}, "
-              "goal <= 1.2")
+    run(sizes=args.sizes, quick=args.quick, dim=args.dim, n_modes=args.modes, repeats=args.repeats,
+        threads=args.threads, seed=args.seed)
     return 0
 
 

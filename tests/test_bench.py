@@ -1,0 +1,71 @@
+"""The benchmark entry point (issue 11) runs a tiny subset and writes valid JSON rows and a figure.
+
+Performance goals are checked by ``python -m bench`` itself, never here: these tests only check the
+plumbing (rows, goals, merging, the TSV reader), with sizes that take seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench/` lives at the repository root
+
+from bench import row  # noqa: E402
+from bench.__main__ import main  # noqa: E402
+from bench.dag import read_benchmarks  # noqa: E402
+
+ROW_KEYS = {"name", "ours", "reference", "ratio", "unit", "machine", "goal", "met"}
+MACHINE_KEYS = {"cpu", "cores", "torch", "device"}
+
+
+def _check_rows(rows: list[dict]) -> None:
+    assert rows
+    for r in rows:
+        assert ROW_KEYS <= set(r), r["name"]
+        assert MACHINE_KEYS <= set(r["machine"])
+        assert isinstance(r["met"], bool)
+        assert isinstance(r["ours"], float) and math.isfinite(r["ours"])
+        assert isinstance(r["name"], str) and isinstance(r["unit"], str) and isinstance(r["goal"], str)
+
+
+def test_entry_point_writes_json_rows_and_figure(tmp_path) -> None:
+    out = tmp_path / "bench.json"
+    assert main(["--quick", "--tiny", "--only", "kmeans", "graph", "lars", "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())  # strict JSON: no NaN
+    rows = doc["rows"]
+    _check_rows(rows)
+    assert {r["benchmark"] for r in rows} == {"kmeans", "graph", "lars"}
+    assert (tmp_path / "bench.png").stat().st_size > 10_000
+    km = next(r for r in rows if r["name"].startswith("quant: HW k-means time"))
+    assert km["ratio"] == pytest.approx(km["ours"] / km["reference"])
+    # a second run of one benchmark refreshes its rows and keeps the others
+    assert main(["--quick", "--tiny", "--only", "lars", "--out", str(out)]) == 0
+    rows2 = json.loads(out.read_text())["rows"]
+    assert {r["benchmark"] for r in rows2} == {"kmeans", "graph", "lars"} and len(rows2) == len(rows)
+
+
+def test_row_goal_and_ratio() -> None:
+    r = row("x", ours=2.0, reference=8.0, unit="s", reference_name="ref", goal_on="ratio", goal_op="<=", goal=0.25)
+    assert r["ratio"] == 0.25 and r["met"] is True
+    r = row("x", ours=200.0, reference=100.0, unit="s", reference_name="ref", goal_on="ours", goal_op="<=", goal=180)
+    assert r["ratio"] == 2.0 and r["met"] is False
+    r = row("x", ours=1.0, reference=2.0, unit="img/s", reference_name="ref", goal_on="ratio", goal_op=">=", goal=1.0)
+    assert r["met"] is False
+    with pytest.raises(ValueError):
+        row("x", ours=1.0, reference=1.0, unit="", reference_name="", goal_on="both", goal_op="<=", goal=1)
+
+
+def test_read_benchmarks_parses_snakemake_tsvs(tmp_path) -> None:
+    d = tmp_path / "results" / "benchmarks" / "detect"
+    d.mkdir(parents=True)
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    (d / "train_fpn_s0.tsv").write_text(header + "12.5\t0:00:12\t300.1\t900\t280\t290\t0\t1\t50.0\t11.9\n")
+    (d / "aggregate.tsv").write_text(header + "1.0\t0:00:01\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\n")
+    jobs = read_benchmarks(tmp_path)
+    assert jobs["detect/train_fpn_s0"] == {"s": 12.5, "cpu_time": 11.9, "max_rss": 300.1}
+    assert jobs["detect/aggregate"]["s"] == 1.0 and math.isnan(jobs["detect/aggregate"]["max_rss"])
