@@ -212,6 +212,6 @@ def main(argv: list[str] | None = None) -> int:
         seed_everything(args.seed)
     try:
         return cmd_run(args) if args.cmd == "run" else cmd_aggregate(args)
-    except (FileNotFoundError, ValueError, FloatingPointError, NotImplementedError) as exc:
+    except (FileNotFoundError, ValueError, FloatingPointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -85,7 +85,7 @@ def load_dataset(name: str, path: str | Path) -> Split:
     if name == "cifar10":
         return load_cifar10(path)
     if name == "imagenet":
-        raise NotImplementedError("ImageNet is named in the full config only (no download is pinned)")
+        raise ValueError("ImageNet is named in the full config only (no download is pinned)")
     raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
 
 

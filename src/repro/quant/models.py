@@ -97,5 +97,5 @@ def build_model(name: str, *, hidden: tuple[int, ...] = (128, 64), in_shape: tup
     if name == "resnet32":
         return resnet32(num_classes=num_classes)
     if name == "alexnet":
-        raise NotImplementedError("AlexNet/ImageNet is named in the full config only: no ImageNet download is pinned")
+        raise ValueError("AlexNet/ImageNet is named in the full config only: no ImageNet download is pinned")
     raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
