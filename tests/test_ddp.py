@@ -181,3 +181,254 @@ def test_detect_train_two_ranks_match_one_process(tmp_path: Path) -> None:
     rows1, rows2 = (np.loadtxt(tmp_path / n / "steps.csv", delimiter=",", skiprows=1) for n in ("one", "two"))
     assert rows1.shape == rows2.shape == (4, 7)
     np.testing.assert_allclose(rows2, rows1, rtol=1e-4)  # the CSV keeps 6 significant digits
+
+
+# ------------------------------------------------------------------ autograd all-gather (pretrain's global batch)
+def _gather_loss(g: torch.Tensor) -> torch.Tensor:
+    """A loss that couples every row of the gathered batch (as the distractors of Sec. 4 do)."""
+    from repro.pretrain.losses import pairwise_cosine_distance
+
+    weights = torch.arange(len(g) ** 2).view(len(g), len(g)).sin()  # [n, n] fixed, unequal pair weights
+    return (pairwise_cosine_distance(g, g) * weights).sum() + g.pow(3).mean()
+
+
+def _gather_rank(rank: int, world: int, rdv: str, x: torch.Tensor, out: str) -> None:
+    from repro.common.distributed import all_gather_rows
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{rdv}", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    net = nn.Linear(3, 4)
+    g = all_gather_rows(net(x[rank::world]), DistInfo(rank, world, rank), len(x))  # [n, 4] in global order
+    _gather_loss(g).backward()
+    for p in net.parameters():
+        dist.all_reduce(p.grad)
+        p.grad /= world  # DDP's average
+    if rank == 0:
+        torch.save({"g": g.detach(), "grads": [p.grad for p in net.parameters()]}, out)
+    dist.destroy_process_group()
+
+
+def test_all_gather_rows_gradient_equals_the_one_process_gradient(tmp_path: Path) -> None:
+    """all_gather_rows over 2 ranks (7 rows: uneven shards, padded for gloo) gives the 1-process rows in
+    global order, and its SUM backward + DDP's average give the 1-process gradient of a coupled loss."""
+    from repro.common.distributed import all_gather_rows
+
+    x = torch.randn(7, 3, generator=torch.Generator().manual_seed(2))
+    torch.manual_seed(0)
+    ref = nn.Linear(3, 4)
+    y = ref(x)
+    assert all_gather_rows(y, DistInfo(), len(x)) is y  # one process: the rows themselves
+    _gather_loss(y).backward()
+    mp.spawn(_gather_rank, args=(2, str(tmp_path / "rdv"), x, str(tmp_path / "out.pt")), nprocs=2)
+    got = torch.load(tmp_path / "out.pt", weights_only=True)
+    torch.testing.assert_close(got["g"], y.detach(), rtol=1e-6, atol=1e-6)
+    for g, p in zip(got["grads"], ref.parameters()):
+        assert p.grad.abs().max() > 1e-2  # a real gradient, not rounding noise
+        torch.testing.assert_close(g, p.grad, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------ Triplet-Siamese pretraining
+def test_pretrain_train_two_ranks_match_one_process(tmp_path: Path) -> None:
+    """tiny_resnet (width 8, BatchNorm) on 16x16 patches, global batch 4 pairs (8 patches, all of them the
+    distractor pool of Sec. 4), 4 SGD steps: the same per-step losses and final weights from 1 process
+    and 2 ranks; rank 0's checkpoint (unwrapped keys) resumes a 1-process run to the same weights."""
+    import shutil
+
+    from test_pretrain import CFG as PRETRAIN_CFG
+    from test_pretrain import _write_inputs
+
+    from repro.pretrain.cli import main
+
+    patches, pairs, _ = _write_inputs(tmp_path, n_nodes=32, size=16)  # 12 transitive pairs, 5 parents
+    cfg = json.dumps({**PRETRAIN_CFG, "width": 8, "steps": 4, "batch": 4, "checkpoint_every": 2})
+
+    def args(name: str, ckpt: str | None = None) -> list[str]:
+        d = tmp_path / name
+        return ["train", "--config", cfg, "--seed", "0", "--threads", "1", "--arm", "transitive", "--patches",
+                str(patches), "--pairs", str(pairs), "--out-backbone", str(d / "backbone.pt"), "--out-net",
+                str(d / "net.pt"), "--out-metrics", str(d / "metrics.csv"), "--out-summary", str(d / "train.json"),
+                "--checkpoint-dir", str(tmp_path / (ckpt or name) / "ck")]
+
+    assert main(args("one")) == 0
+    _torchrun("repro.pretrain", args("two"))
+    w1, w2 = (torch.load(tmp_path / n / "net.pt", weights_only=True) for n in ("one", "two"))
+    assert w1.keys() == w2.keys()
+    worst = max((w1[k].double() - w2[k].double()).abs().max().item() for k in w1)
+    assert worst < WEIGHT_ATOL, worst
+    assert max((w1[k].double() - torch.load(tmp_path / "two" / "ck" / "latest.pt", weights_only=True)["model"][k]
+                .double()).abs().max().item() for k in w1) > 1e-3  # the step-2 checkpoint is not the final net
+    rows1, rows2 = (np.loadtxt(tmp_path / n / "metrics.csv", delimiter=",", skiprows=1)[:, :-1] for n in ("one", "two"))
+    assert rows1.shape == rows2.shape == (4, 8) and (rows1[:, 7] == 4).all()  # every anchor found a distractor
+    np.testing.assert_allclose(rows2[:, 3], rows1[:, 3], rtol=RTOL)  # per-step ranking loss (6 significant digits)
+    np.testing.assert_allclose(rows2, rows1, rtol=1e-4)
+    s1, s2 = (json.loads((tmp_path / n / "train.json").read_text()) for n in ("one", "two"))
+    assert (s1["world_size"], s2["world_size"]) == (1, 2)
+    assert s2["first_loss"] == pytest.approx(s1["first_loss"], rel=RTOL)
+    assert s2["final_loss"] == pytest.approx(s1["final_loss"], rel=RTOL)
+    shutil.copytree(tmp_path / "two" / "ck", tmp_path / "resumed" / "ck")  # 2-rank checkpoint -> 1 process
+    assert main(args("resumed")) == 0
+    w3 = torch.load(tmp_path / "resumed" / "net.pt", weights_only=True)
+    assert max((w1[k].double() - w3[k].double()).abs().max().item() for k in w1) < WEIGHT_ATOL
+
+
+# ------------------------------------------------------------------ GANs
+GAN_LR = 1e-3
+
+
+def _gan_exp(**kw) -> dict:
+    return {"steps": 6, "eval_every": 3, "checkpoint_every": 3, "batch_size": 16, "z_dim": 8, "g_hidden": 16,
+            "d_hidden": 16, "n_generators": 4, "lr": GAN_LR, "init_std": 0.2, **kw}
+
+
+def _pre_bn_free(net: nn.Module) -> set[str]:
+    """Biases feeding straight into a BatchNorm, and that BatchNorm's running mean: the bias's gradient is
+    analytically 0 (BN subtracts the batch mean), so Adam's g / (sqrt(v) + eps) turns float32 rounding noise
+    into steps of up to ~lr there, in a 1-process run as much as across ranks; nothing else depends on it."""
+    free, prev = set(), None
+    for name, m in net.named_modules():
+        if list(m.children()):
+            continue
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and getattr(prev and prev[1], "bias", None) is not None:
+            free |= {f"{prev[0]}.bias", f"{name}.running_mean"}
+        prev = (name, m)
+    return free
+
+
+def _gan_rank(rank: int, world: int, rdv: str, arms: list[str], out: str) -> None:
+    from repro.gan.arms import build_arm
+    from repro.gan.config import experiment_config
+    from repro.gan.engine import train
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{rdv}", rank=rank, world_size=world)
+    weights = {arm: _gan_engine_run(arm, DistInfo(rank, world, rank), build_arm, experiment_config, train)
+               for arm in arms}
+    if rank == 0:
+        torch.save(weights, out)
+    dist.destroy_process_group()
+
+
+def _gan_engine_run(arm: str, info: DistInfo, build_arm, experiment_config, train) -> dict:
+    """Train one MLP arm for 6 steps on a fixed 2-D point cloud; final weights and loss history."""
+    real = torch.randn(256, 2, generator=torch.Generator().manual_seed(3))
+    cfg = experiment_config({"experiments": {"ring8": _gan_exp()}}, "ring8")
+    torch.manual_seed(0)
+    setup = build_arm(arm, cfg, data_shape=(2,), device="cpu", dist=info)
+    hist = train(setup, sample_real=lambda n: real[torch.randint(len(real), (n,))], steps=6, batch_size=16,
+                 device=torch.device("cpu"), evaluate=lambda s: {}, eval_every=3, dist=info, log=lambda m: None)
+    losses = torch.tensor([[v for k, v in row.items() if k.startswith("loss")] for row in hist], dtype=torch.float64)
+    return {"nets": {k: net.state_dict() for k, net in setup.nets.items()}, "losses": losses}
+
+
+def test_gan_arms_step_patterns_two_ranks_match_one_process(tmp_path: Path) -> None:
+    """DDP's reducer under every arm's pattern: D forwarded for the D and the G step (gan), G forwarded
+    twice before one backward (reggan: G(z), G(E(x))), a no_grad forward and two discriminators (mdgan),
+    a zero-weight classifier term (mgan_beta0): 2 ranks x 8 reals train what 1 process x 16 trains."""
+    from repro.gan.arms import build_arm
+    from repro.gan.config import experiment_config
+    from repro.gan.engine import train
+
+    arms = ["gan", "reggan", "mdgan", "mgan_beta0"]
+    mp.spawn(_gan_rank, args=(2, str(tmp_path / "rdv"), arms, str(tmp_path / "out.pt")), nprocs=2)
+    got = torch.load(tmp_path / "out.pt", weights_only=True)
+    for arm in arms:
+        ref = _gan_engine_run(arm, DistInfo(), build_arm, experiment_config, train)
+        torch.testing.assert_close(got[arm]["losses"], ref["losses"], rtol=RTOL, atol=0)
+        for net, state in ref["nets"].items():
+            for k, v in state.items():
+                assert (got[arm]["nets"][net][k].double() - v.double()).abs().max() < WEIGHT_ATOL, (arm, net, k)
+
+
+def test_gan_batch_not_divisible_by_the_ranks_names_the_key() -> None:
+    from repro.gan.arms import build_arm, check_world_size
+    from repro.gan.config import experiment_config
+
+    cfg = experiment_config({"experiments": {"ring8": _gan_exp(batch_size=12, n_generators=4)}}, "ring8")
+    setup = build_arm("mgan", cfg, data_shape=(2,), device="cpu")  # 3 fakes per generator
+    check_world_size(setup, 12, 1, "gan.experiments.ring8")
+    check_world_size(setup, 12, 3, "gan.experiments.ring8")
+    with pytest.raises(ValueError, match=r"'gan.experiments.ring8.batch_size' = 12 is not divisible by the 5 ranks"):
+        check_world_size(setup, 12, 5, "gan.experiments.ring8")
+    with pytest.raises(ValueError, match=r"3 fakes per generator .*'gan.experiments.ring8.fakes_per_generator'"):
+        check_world_size(setup, 12, 2, "gan.experiments.ring8")
+
+
+def _gan_image_data(root: Path, exp: dict) -> list[str]:
+    """A tiny MNIST-format set (random 28x28 digits in idx files, padded to 32x32) and its scorer."""
+    from test_gan_pipeline import _idx
+
+    from repro.gan.cli import main
+
+    rng = np.random.default_rng(0)
+    (root / "mnist").mkdir(parents=True)
+    for split, n in (("train", 32), ("t10k", 10)):
+        _idx(root / "mnist" / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), gz=False)
+        _idx(root / "mnist" / f"{split}-labels-idx1-ubyte", np.arange(n) % 10, gz=False)
+    cfg = json.dumps({"seeds": 1, "plot_samples": 16, "metrics": {"eval_samples": 20}, "experiments": {"mnist": exp}})
+    assert main(["scorer", "--config", cfg, "--seed", "0", "--threads", "1", "--experiment", "mnist", "--in",
+                 str(root / "mnist"), "--out", str(root / "scorer.pt"), "--metrics", str(root / "scorer.json")]) == 0
+    return ["--config", cfg, "--in", str(root / "mnist"), "--scorer", str(root / "scorer.pt")]
+
+
+@pytest.mark.parametrize("case", ["mgan_ring8_mlp", "gan_mnist_dcgan"])
+def test_gan_train_two_ranks_match_one_process(tmp_path: Path, case: str) -> None:
+    """``python -m repro.gan train`` as 1 process and as 2 torchrun ranks: MGAN (K=4 generators, MLP, 2 of
+    each generator's 4 fakes per rank) on ring8, and the GAN arm's DCGAN nets (BatchNorm, synchronised;
+    D sees real and fake batches separately) on 32x32 images: the same per-evaluation losses and metrics,
+    and the same final weights (for biases right before a BatchNorm see :func:`_pre_bn_free`)."""
+    from repro.gan.cli import main
+
+    arm, experiment = case.split("_")[:2]
+    if experiment == "ring8":
+        from repro.data.mixtures import write_mixtures
+
+        write_mixtures(tmp_path / "mixtures", {"n_samples": 500}, 0)
+        cfg = json.dumps({"seeds": 1, "plot_samples": 64, "metrics": {"eval_samples": 200, "w1_samples": 50},
+                          "experiments": {"ring8": _gan_exp(arms=["mgan"])}})
+        common = ["--config", cfg, "--in", str(tmp_path / "mixtures" / "ring8.npz")]
+    else:
+        common = _gan_image_data(tmp_path / "data", _gan_exp(
+            arms=["gan"], model="dcgan", width=4, z_dist="uniform11", batch_size=8, scorer_epochs=1,
+            scorer_batch_size=16))
+
+    def args(name: str) -> list[str]:
+        d = tmp_path / name
+        return ["train", *common, "--seed", "0", "--threads", "1", "--experiment", experiment, "--arm", arm,
+                "--out", str(d / "r.json"), "--samples", str(d / "s.npz"), "--weights", str(d / "w.pt"),
+                "--metrics-csv", str(d / "m.csv"), "--checkpoint-dir", str(d / "ck")]
+
+    assert main(args("one")) == 0
+    _torchrun("repro.gan", args("two"))
+    r1, r2 = (json.loads((tmp_path / n / "r.json").read_text()) for n in ("one", "two"))
+    assert (r1["world_size"], r2["world_size"]) == (1, 2)
+    assert [row["step"] for row in r2["history"]] == [row["step"] for row in r1["history"]] == [3, 6]
+    for a, b in zip(r1["history"], r2["history"]):
+        assert a.keys() == b.keys()
+        for k in a:
+            if k != "train_s":
+                assert b[k] == pytest.approx(a[k], rel=RTOL, abs=1e-9), k  # losses and metrics
+    w1, w2 = (torch.load(tmp_path / n / "w.pt", weights_only=True) for n in ("one", "two"))
+    ck = torch.load(tmp_path / "two" / "ck" / "latest.pt", weights_only=True)  # rank 0's, unwrapped keys
+    assert ck["step"] == 6 and w1.keys() == w2.keys() == ck["nets"].keys()
+    free_seen = 0
+    for net in w1:
+        assert w1[net].keys() == w2[net].keys() == ck["nets"][net].keys()
+        free = _pre_bn_free(_net_module(arm, experiment, net))
+        for k, v in w1[net].items():
+            diff = (w2[net][k].double() - v.double()).abs().max().item()
+            free_seen += k in free
+            assert diff < (2 * GAN_LR * 6 if k in free else WEIGHT_ATOL), (net, k, diff)
+    assert free_seen == (0 if experiment == "ring8" else 10)
+
+
+def _net_module(arm: str, experiment: str, net: str) -> nn.Module:
+    """The plain module of one net of the tests' GAN configs (for its layer order)."""
+    from repro.gan.arms import build_arm
+    from repro.gan.config import experiment_config
+
+    if experiment == "ring8":
+        return build_arm(arm, experiment_config({"experiments": {"ring8": _gan_exp()}}, "ring8"), data_shape=(2,),
+                         device="cpu").nets[net]
+    cfg = experiment_config({"experiments": {"mnist": _gan_exp(model="dcgan", width=4, batch_size=8)}}, "mnist")
+    return build_arm(arm, cfg, data_shape=(1, 32, 32), device="cpu").nets[net]

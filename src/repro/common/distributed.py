@@ -33,7 +33,8 @@ from torch import nn
 T = TypeVar("T")
 
 __all__ = [
-    "DistInfo", "GlooSyncBatchNorm", "all_reduce_mean", "barrier", "cleanup", "dist_env", "init_distributed",
+    "DistInfo", "GlooSyncBatchNorm", "all_gather_rows", "all_reduce_mean", "barrier", "cleanup", "dist_env",
+    "init_distributed",
     "no_sync", "shard", "shard_batch", "sync_batchnorm", "unwrap", "wrap_model",
 ]
 
@@ -252,6 +253,49 @@ def all_reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
     value = value.detach().clone()
     dist.all_reduce(value, op=dist.ReduceOp.SUM)
     return value / info.world_size
+
+
+class _AllGatherRows(torch.autograd.Function):
+    """Forward: every rank's strided rows -> the whole batch in global order. Backward: sum the
+    incoming gradients over ranks, return this rank's rows (see :func:`all_gather_rows`)."""
+
+    @staticmethod
+    def forward(ctx: Any, local: torch.Tensor, rank: int, world: int, n_total: int) -> torch.Tensor:
+        ctx.rank, ctx.world = rank, world
+        size = -(-n_total // world)  # rows of the largest shard (rank 0's); gloo gathers equal sizes
+        padded = local.new_zeros((size, *local.shape[1:]))
+        padded[: len(local)] = local
+        parts = [torch.empty_like(padded) for _ in range(world)]
+        dist.all_gather(parts, padded.contiguous())
+        out = local.new_empty((n_total, *local.shape[1:]))
+        for r, part in enumerate(parts):
+            out[r::world] = part[: len(range(r, n_total, world))]  # undo the padding and the striding
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad[ctx.rank :: ctx.world], None, None, None
+
+
+def all_gather_rows(local: torch.Tensor, info: DistInfo, n_total: int) -> torch.Tensor:
+    """The whole batch [n_total, ...] from every rank's strided shard ``local = x[rank::world]``, with autograd.
+
+    For a loss that couples every row of the global batch (the Triplet-Siamese distractors come from
+    the whole mini-batch, 1708.02901 Sec. 4), each rank embeds its shard, gathers all rows in global
+    order and computes the *same* global loss L. Backward sums the incoming gradient over ranks
+    (``W * dL/dx`` when every rank holds the same L) and returns this rank's rows, so this rank's
+    parameter gradients are ``W x`` its rows' share of dL/dtheta; DDP's average over the W ranks then
+    gives exactly the 1-process gradient ``sum over ranks of the shares = dL/dtheta``. With one
+    process it returns ``local`` itself (no copy, no communication).
+    """
+    if not info.enabled:
+        return local
+    expected = len(range(info.rank, n_total, info.world_size))
+    if len(local) != expected:
+        raise ValueError(f"rank {info.rank} holds {len(local)} rows, but its strided shard of {n_total} has {expected}")
+    return _AllGatherRows.apply(local, info.rank, info.world_size, n_total)
 
 
 def barrier(info: DistInfo) -> None:

@@ -15,6 +15,17 @@
 
 G(E(x)) and G(z) go through G as separate batches, so batch-norm layers (DCGAN nets) keep separate
 batch statistics for the two paths with shared affine parameters (1612.02136 App. B).
+
+DDP (``build_arm(..., dist=info)`` under torchrun): each net is wrapped with
+:func:`repro.common.distributed.wrap_model` (BatchNorm synchronised over the ranks, so the DCGAN nets'
+batch statistics stay those of the global real/fake batch); the steps call the wrappers
+(``setup.wrapped``) on this rank's share of x and z, while ``setup.nets`` keeps the plain modules for
+state_dicts, :func:`generate` and checkpoints. Every loss is a mean over this rank's equal share, so
+DDP's gradient average is the global mean's gradient. DDP's reducer handles every pattern below:
+D forwarded twice (real, fake) before one backward, D's gradients reduced in both the D and the G
+step, G forwarded twice (G(z), G(E(x))) before one backward (reggan), a forward whose output only
+reaches a later backward (G(z) before the D step) and a forward under ``no_grad`` (mdgan's target):
+in one backward each parameter's gradient hook fires once, and no backward leaves a net half reduced.
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from repro.common.distributed import DistInfo, unwrap, wrap_model
 from repro.gan import losses
 from repro.gan.optim import Adam
 from repro.gan.models import (
@@ -45,17 +57,24 @@ StepFn = Callable[["ArmSetup", torch.Tensor, torch.Tensor], dict[str, torch.Tens
 
 @dataclass
 class ArmSetup:
-    """Everything one arm trains: its nets, their optimizers, its step and its batch layout."""
+    """Everything one arm trains: its nets, their optimizers, its step and its batch layout.
+
+    ``nets`` are the plain modules (state_dicts, generation, checkpoints); ``wrapped`` the modules the
+    step trains through: their DDP wrappers with several ranks, the nets themselves with one process."""
 
     arm: str
     nets: dict[str, nn.Module]
     opts: dict[str, Adam]
     step: StepFn
     n_generators: int
-    per_generator: int  # fake samples per generator per step (generator-major batch of K*m)
+    per_generator: int  # fake samples per generator per step, global batch (generator-major batch of K*m)
     z_dim: int
     z_dist: str
     hp: dict[str, float] = field(default_factory=dict)
+    wrapped: dict[str, nn.Module] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.wrapped = {k: self.wrapped.get(k, net) for k, net in self.nets.items()}
 
     @property
     def generator(self) -> nn.Module:
@@ -139,7 +158,7 @@ def _descend(setup: ArmSetup, names: tuple[str, ...], loss: torch.Tensor) -> Non
 
 def gan_step(setup: ArmSetup, x: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
     """One D step then one G step on the same fakes (DCGAN's schedule)."""
-    G, D = setup.nets["G"], setup.nets["D"]
+    G, D = setup.wrapped["G"], setup.wrapped["D"]
     fake = G(z)  # N x ...
     real_logit, fake_logit, _ = _d_both(D, x, fake.detach())
     loss_d = losses.discriminator_loss(real_logit, fake_logit)
@@ -151,7 +170,7 @@ def gan_step(setup: ArmSetup, x: torch.Tensor, z: torch.Tensor) -> dict[str, tor
 
 def reggan_step(setup: ArmSetup, x: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
     """Reg-GAN: D as in GAN; G and E minimise their (corrected) eq. 1/2 losses with one backward."""
-    G, D, E = setup.nets["G"], setup.nets["D"], setup.nets["E"]
+    G, D, E = setup.wrapped["G"], setup.wrapped["D"], setup.wrapped["E"]
     fake = G(z)
     real_logit, fake_logit, _ = _d_both(D, x, fake.detach())
     loss_d = losses.discriminator_loss(real_logit, fake_logit)
@@ -167,7 +186,7 @@ def reggan_step(setup: ArmSetup, x: torch.Tensor, z: torch.Tensor) -> dict[str, 
 
 def mdgan_step(setup: ArmSetup, x: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
     """MDGAN App. A: manifold step (D1 = ``D``) then diffusion step (``D2``)."""
-    G, D1, D2, E = setup.nets["G"], setup.nets["D"], setup.nets["D2"], setup.nets["E"]
+    G, D1, D2, E = setup.wrapped["G"], setup.wrapped["D"], setup.wrapped["D2"], setup.wrapped["E"]
     # manifold step
     x_rec = G(E(x))
     loss_d1 = losses.discriminator_loss(*_d_both(D1, x, x_rec.detach())[:2])
@@ -186,9 +205,10 @@ def mdgan_step(setup: ArmSetup, x: torch.Tensor, z: torch.Tensor) -> dict[str, t
 
 
 def mgan_step(setup: ArmSetup, x: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
-    """MGAN eq. 2 on a generator-major batch (``z`` holds K*m rows, m per generator)."""
-    G, D = setup.nets["G"], setup.nets["D"]
-    ids = generator_index(setup.n_generators, setup.per_generator, device=z.device)  # K*m
+    """MGAN eq. 2 on a generator-major batch (``z`` holds K*m rows, m per generator; under DDP m is this
+    rank's per-generator share)."""
+    G, D = setup.wrapped["G"], setup.wrapped["D"]
+    ids = generator_index(setup.n_generators, z.shape[0] // setup.n_generators, device=z.device)  # K*m
     fake = G(z)
     real_logit, fake_logit, class_logits = _d_both(D, x, fake.detach())
     loss_c = losses.mgan_classifier_loss(class_logits, ids)
@@ -200,12 +220,15 @@ def mgan_step(setup: ArmSetup, x: torch.Tensor, z: torch.Tensor) -> dict[str, to
     return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), "loss_c": loss_c.detach()}
 
 
-def build_arm(arm: str, cfg: dict[str, Any], *, data_shape: tuple[int, ...], device: torch.device | str) -> ArmSetup:
+def build_arm(arm: str, cfg: dict[str, Any], *, data_shape: tuple[int, ...], device: torch.device | str,
+              dist: DistInfo | None = None) -> ArmSetup:
     """Nets, optimizers (Adam with the experiment's lr/betas; MGAN §5: 2e-4, beta1 0.5) and step of one arm.
 
     ``cfg`` is one experiment's config section; ``data_shape`` is one sample's shape ((2,) for points).
     The fake batch holds ``ceil(batch_size / K)`` samples per generator, or for the MGAN arms
     ``fakes_per_generator`` when set (MGAN's CIFAR-10 code: 12 per generator vs 64 reals).
+    With several ranks (``dist``) the nets are DDP-wrapped before the optimizers are built (the
+    synchronised BatchNorm layers replace the plain ones).
     """
     if arm not in ARMS:
         raise ValueError(f"unknown arm {arm!r} (expected one of {ARMS})")
@@ -215,7 +238,9 @@ def build_arm(arm: str, cfg: dict[str, Any], *, data_shape: tuple[int, ...], dev
         cfg, data_shape=data_shape, n_generators=k, n_classes=k if is_mgan else 0,
         encoder=arm in ("reggan", "mdgan"), second_d=arm == "mdgan",
     )
-    nets = {name: net.to(device) for name, net in nets.items()}
+    dist = dist or DistInfo()
+    wrapped = {name: wrap_model(net.to(device), dist, torch.device(device)) for name, net in nets.items()}
+    nets = {name: unwrap(net) for name, net in wrapped.items()}
     opts = {name: _adam(net.parameters(), cfg) for name, net in nets.items()}
     hp = {
         "beta": 0.0 if arm == "mgan_beta0" else float(cfg["beta"]),
@@ -227,7 +252,20 @@ def build_arm(arm: str, cfg: dict[str, Any], *, data_shape: tuple[int, ...], dev
     per_gen = math.ceil(int(cfg["batch_size"]) / k)
     if is_mgan and cfg["fakes_per_generator"]:
         per_gen = int(cfg["fakes_per_generator"])
-    return ArmSetup(arm, nets, opts, step, k, per_gen, int(cfg["z_dim"]), cfg["z_dist"], hp)
+    return ArmSetup(arm, nets, opts, step, k, per_gen, int(cfg["z_dim"]), cfg["z_dist"], hp, wrapped)
+
+
+def check_world_size(setup: ArmSetup, batch_size: int, world_size: int, key: str) -> None:
+    """Under DDP each rank takes an equal share of the global real batch and of every generator's fakes,
+    so plain per-rank means average to the global mean; ``key`` is the experiment's config key."""
+    if world_size <= 1:
+        return
+    if batch_size % world_size:
+        raise ValueError(f"config key '{key}.batch_size' = {batch_size} is not divisible by the {world_size} ranks")
+    if setup.per_generator % world_size:
+        raise ValueError(f"the {setup.per_generator} fakes per generator and step (config key '{key}.fakes_per_generator',"
+                         f" or ceil('{key}.batch_size' / n_generators) when unset) are not divisible by the"
+                         f" {world_size} ranks")
 
 
 @torch.no_grad()

@@ -3,7 +3,10 @@
 - ``scorer``: train the in-pipeline classifier p(y|x) for one image experiment (or wrap the
   Inception network), save it with the training-label marginal and its test accuracy;
 - ``train``: one (experiment, arm, seed) job: train, evaluate over steps, write the results JSON,
-  the per-evaluation metrics CSV, final samples (npz) and final weights (.pt);
+  the per-evaluation metrics CSV, final samples (npz) and final weights (.pt). Runs as one process
+  or under ``torchrun --nproc_per_node=N`` / ``srun`` (DDP, ``repro.common.distributed``: the
+  experiment's ``batch_size`` is the global batch, and it and the fakes per generator must be
+  divisible by N; every rank evaluates, rank 0 alone writes checkpoints and outputs);
 - ``aggregate``: one experiment's jobs -> a summary JSON (mean and 95% CI over seeds) and figures;
 - ``claims``: experiment summaries -> ``results/claims/gan.json``.
 
@@ -117,9 +120,22 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from repro.common.distributed import barrier, distributed
+    from repro.gan.config import stage_config
+
+    name = stage_config(args.config)["device"]
+    resolve_device(name)  # a clear error for a missing GPU, before joining any process group
+    with distributed(name) as (info, device):
+        code = _train_ranked(args, info, device)
+        barrier(info)  # the other ranks wait while rank 0 writes the outputs
+    return code
+
+
+def _train_ranked(args: argparse.Namespace, dist_info, device) -> int:
+    """Train on every rank (one process: the only one); rank 0 writes samples, weights and results."""
     import torch
 
-    from repro.gan.arms import build_arm, generate
+    from repro.gan.arms import build_arm, check_world_size, generate
     from repro.gan.config import experiment_config, stage_config
     from repro.gan.data import MIXTURE_DATASETS, load_images, load_mixture, to_unit_range
     from repro.gan.engine import NonFiniteLossError, train
@@ -132,8 +148,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.arm not in exp["arms"]:
         raise SystemExit(f"arm {args.arm!r} is not in config key 'gan.experiments.{args.experiment}.arms' {exp['arms']}")
     mcfg = cfg["metrics"]
-    device = resolve_device(cfg["device"])
-    _log(f"gan train: experiment {args.experiment}, arm {args.arm}, seed {args.seed}, device {device}, {exp['steps']} steps")
+    log = _log if dist_info.is_main else (lambda msg: None)
+    ranks = f" ({dist_info.world_size} ranks)" if dist_info.enabled else ""
+    log(f"gan train: experiment {args.experiment}, arm {args.arm}, seed {args.seed}, device {device}{ranks},"
+        f" {exp['steps']} steps")
 
     # ---- data: a sampler of real minibatches and an evaluation function
     is_mixture = args.experiment in MIXTURE_DATASETS
@@ -159,7 +177,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             batch = batch.float() / 127.5 - 1.0
         return batch
 
-    setup = build_arm(args.arm, exp, data_shape=shape, device=device)
+    setup = build_arm(args.arm, exp, data_shape=shape, device=device, dist=dist_info)
+    check_world_size(setup, exp["batch_size"], dist_info.world_size, f"gan.experiments.{args.experiment}")
     eval_s = [0.0]
 
     def evaluate(step: int) -> dict[str, Any]:
@@ -176,7 +195,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             out = image_metrics(probs, train_marginal, splits=mcfg["is_splits"], under_ratio=mcfg["under_ratio"])
         eval_s[0] += time.perf_counter() - t0
         brief = {k: round(v, 4) for k, v in out.items() if isinstance(v, (int, float))}
-        _log(f"step {step}: {brief}")
+        log(f"step {step}: {brief}")
         return out
 
     try:
@@ -184,10 +203,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             setup, sample_real=sample_real, steps=exp["steps"], batch_size=exp["batch_size"], device=device,
             evaluate=evaluate, eval_every=exp["eval_every"], checkpoint_dir=args.checkpoint_dir,
             checkpoint_every=exp["checkpoint_every"], fingerprint=_fingerprint(cfg, args.experiment, args.arm, args.seed),
+            dist=dist_info,
         )
     except NonFiniteLossError as exc:
-        _log(f"ERROR: {exc}")
+        log(f"ERROR: {exc}")
         return 3
+    if not dist_info.is_main:
+        return 0
 
     # ---- outputs: final samples, weights, metrics CSV, results JSON
     x, gen_ids = generate(setup, cfg["plot_samples"], device=device)
@@ -211,6 +233,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "history": history,
         "seconds": {"total": time.perf_counter() - t_start, "train": final["train_s"], "eval": eval_s[0]},
         "device": str(device),
+        "world_size": dist_info.world_size,
         "provenance": provenance_record(args.config, args.seed, started=started, stage="gan"),
     }
     if is_mixture:

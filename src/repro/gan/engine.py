@@ -5,6 +5,15 @@
 (nets, optimizers, step, metric history, RNG states) to ``<checkpoint_dir>/latest.pt`` via
 ``repro.common.checkpoint``. If a checkpoint exists it resumes from it and logs "resumed from step N".
 A non-finite loss stops the run with :class:`NonFiniteLossError` naming the arm, step and loss term.
+
+DDP (``dist`` with several ranks, nets wrapped by ``build_arm(..., dist=...)``): ``batch_size`` is the
+global batch. Every rank draws the same global real batch x and noise z from the global RNG stream
+(the same stream as one process) and trains on its share: ``x[rank::W]`` and, keeping the
+generator-major layout, ``z.view(K, m, d)[:, rank::W]`` (m/W per generator). The loss terms logged and
+NaN-checked are the ranks' mean, the same on every rank. Evaluation: every rank runs ``evaluate``
+(identical work), because :func:`repro.gan.arms.generate` draws from the global RNG and the ranks'
+streams must stay equal; the caller lets rank 0 alone log and write. Rank 0 alone writes checkpoints
+(unwrapped state_dicts, so 1- and N-process checkpoints are interchangeable).
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import torch
 from tqdm import tqdm
 
 from repro.common.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from repro.common.distributed import DistInfo, all_reduce_mean, shard
 from repro.gan.arms import ArmSetup, sample_noise
 
 
@@ -54,6 +64,15 @@ def _restore(setup: ArmSetup, state: dict[str, Any], device: torch.device) -> No
         torch.cuda.set_rng_state(state["rng"]["cuda"], device)
 
 
+def shard_noise(z: torch.Tensor, n_generators: int, dist: DistInfo) -> torch.Tensor:
+    """This rank's share of a generator-major noise batch [K*m, d]: m/W rows of each generator, still
+    generator-major ([K*m/W, d]); all of ``z`` with one process."""
+    if not dist.enabled:
+        return z
+    k = n_generators
+    return z.view(k, z.shape[0] // k, *z.shape[1:])[:, dist.rank :: dist.world_size].reshape(-1, *z.shape[1:])
+
+
 def train(
     setup: ArmSetup,
     *,
@@ -67,6 +86,7 @@ def train(
     checkpoint_every: int = 0,
     fingerprint: str = "",
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
+    dist: DistInfo | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``setup`` for ``steps`` iterations; returns the metric history (one row per evaluation).
 
@@ -74,7 +94,11 @@ def train(
     with another fingerprint is ignored, so a changed config never resumes a stale run.
     Each row: ``step``, the evaluation's metrics, the mean of every loss term since the previous
     row (``loss_d``, ``loss_g``, …) and ``train_s`` (wall seconds of training so far, evaluation excluded).
+    ``dist``: this rank under DDP (module docstring); ``log`` and the progress bar are rank 0's.
     """
+    dist = dist or DistInfo()
+    if not dist.is_main:
+        log = lambda msg: None  # noqa: E731
     history: list[dict[str, Any]] = []
     start = 0
     state = load_checkpoint(checkpoint_dir)
@@ -96,12 +120,13 @@ def train(
         train_s = float(running["train_s"])
     tick = time.perf_counter()
     k = setup.n_generators
-    for step in tqdm(range(start, steps), initial=start, total=steps, file=sys.stderr, mininterval=10, desc=setup.arm):
-        x = sample_real(batch_size)
+    for step in tqdm(range(start, steps), initial=start, total=steps, file=sys.stderr, mininterval=10, desc=setup.arm,
+                     disable=not dist.is_main):
+        x = sample_real(batch_size)  # the global batch, the same on every rank
         z = sample_noise(k * setup.per_generator, setup.z_dim, setup.z_dist, device)
-        out = setup.step(setup, x, z)
-        for name, value in out.items():
-            v = float(value)
+        out = setup.step(setup, shard(x, dist), shard_noise(z, k, dist))
+        values = all_reduce_mean(torch.stack([v.float() for v in out.values()]), dist).tolist()  # mean over ranks
+        for name, v in zip(out, values):
             if not math.isfinite(v):
                 raise NonFiniteLossError(f"arm {setup.arm}: loss term {name!r} is {v} at step {step + 1}; stopping")
             sums[name] = sums.get(name, 0.0) + v
@@ -113,7 +138,8 @@ def train(
             history.append(row)
             sums, count = {}, 0
             tick = time.perf_counter()
-        if checkpoint_dir is not None and checkpoint_every > 0 and (done % checkpoint_every == 0 or done == steps):
+        if dist.is_main and checkpoint_dir is not None and checkpoint_every > 0 and (
+                done % checkpoint_every == 0 or done == steps):
             running = {"sums": dict(sums), "count": count, "train_s": train_s + time.perf_counter() - tick}
             save_checkpoint(checkpoint_dir, _state(setup, done, history, device, fingerprint, running))
     return history

@@ -16,6 +16,11 @@ Output contract with the detection stage (TI transfer): ``backbone.pt`` is exact
 ``load_state_dict(..., strict=True)``. ``net.pt`` is the whole tower's state_dict (``backbone.*`` and
 ``head.*``, :func:`repro.pretrain.models.triplet_net`).
 
+Multi-GPU: ``torchrun --nproc_per_node=N -m repro.pretrain train ...`` (or ``srun``) trains one arm as N
+DDP ranks (``repro.common.distributed``; ``pretrain.batch`` is the global mini-batch whose patches all
+serve as distractors, see :mod:`repro.pretrain.engine`); rank 0 alone writes checkpoints and outputs,
+with the unwrapped state_dicts, so 1- and N-process checkpoints are interchangeable.
+
 Initialisation (decided here; the paper starts every ranking arm from its context-prediction net):
 every arm of seed s starts from the same random weights, drawn by ``torch.manual_seed(s)`` right
 before the net is built (torchvision's ResNet init for the backbone, PyTorch's for the fc head); the
@@ -98,18 +103,30 @@ def _write_csv(path: Path, rows: list[list[float]]) -> None:
 
 # ----------------------------------------------------------------------------- commands
 def cmd_train(args: argparse.Namespace) -> dict:
+    from repro.common.distributed import barrier, distributed
+
+    _device(args.config)  # a clear error for a device that is not there, before joining any process group
+    with distributed(args.config.get("device", "auto")) as (info, device):
+        out = _train_ranked(args, info, device)
+        barrier(info)  # the other ranks wait while rank 0 writes the outputs
+    return out
+
+
+def _train_ranked(args: argparse.Namespace, dist_info, device) -> dict:
+    """Train on every rank (one process: the only one), write the outputs on rank 0."""
     import torch
 
     from repro.common.checkpoint import load_checkpoint, save_checkpoint
+    from repro.common.distributed import wrap_model
     from repro.pretrain.data import PatchBank, check_arm, load_pairs, load_patches, select_pairs
     from repro.pretrain.engine import TrainState, make_optimizer, train
 
     cfg, arm = args.config, check_arm(args.arm)
-    device = _device(cfg)
     net = _build_net(cfg, args.seed).to(device)
     tcfg = _train_config(cfg)
     state = TrainState()
-    info: dict = {"arm": arm, "seed": args.seed, "device": str(device), "n_pairs": 0, "steps": 0}
+    info: dict = {"arm": arm, "seed": args.seed, "device": str(device), "n_pairs": 0, "steps": 0,
+                  "world_size": dist_info.world_size}
     trainable = arm != "scratch"
     if trainable:
         if args.pairs is None:
@@ -129,6 +146,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
     if trainable:
         bank = PatchBank(patches_np, np.concatenate([pairs.a, pairs.b]), device,
                          preload_bytes=float(cfg.get("preload_gb", 4.0)) * 1e9)
+        ddp = wrap_model(net, dist_info, device)  # N ranks: DDP + synced BatchNorm; net stays the plain module
         opt = make_optimizer(net.parameters(), cfg.get("optimizer", {}))
         run_key = {"config": json.loads(json.dumps(cfg)), "arm": arm, "seed": args.seed}
         ckpt = load_checkpoint(args.checkpoint_dir)
@@ -141,19 +159,24 @@ def cmd_train(args: argparse.Namespace) -> dict:
             print("checkpoint belongs to another config/arm/seed: starting afresh", file=sys.stderr)
 
         def checkpoint(st: TrainState) -> None:
+            if not dist_info.is_main:
+                return
             save_checkpoint(args.checkpoint_dir, {
                 "model": net.state_dict(), "optimizer": opt.state_dict(), "step": st.step,
                 "rows": torch.tensor(st.rows, dtype=torch.float64), "run": json.dumps(run_key, sort_keys=True)})
 
         t0 = time.perf_counter()
-        state = train(net, opt, bank, torch.from_numpy(bank.rows_of(pairs.a)), torch.from_numpy(bank.rows_of(pairs.b)),
+        state = train(ddp, opt, bank, torch.from_numpy(bank.rows_of(pairs.a)), torch.from_numpy(bank.rows_of(pairs.b)),
                       torch.from_numpy(pairs.parent), tcfg, seed=args.seed, state=state,
                       checkpoint=checkpoint if args.checkpoint_dir else None,
-                      checkpoint_every=int(cfg.get("checkpoint_every", 0)), desc=f"pretrain {arm} s{args.seed}")
+                      checkpoint_every=int(cfg.get("checkpoint_every", 0)), desc=f"pretrain {arm} s{args.seed}",
+                      dist=dist_info)
         last = np.array(state.rows[-min(len(state.rows), 20):], dtype=float)
         info.update(n_pairs=len(pairs), steps=state.step, train_seconds=time.perf_counter() - t0,
                     final_loss=float(np.nanmean(last[:, 3])), final_active=float(np.nanmean(last[:, 4])),
                     first_loss=float(state.rows[0][3]), epochs=float(state.step * tcfg.batch / len(pairs)))
+    if not dist_info.is_main:
+        return {}
     net = net.cpu()
     _save_state(args.out_backbone, net.backbone.state_dict())
     _save_state(args.out_net, net.state_dict())

@@ -11,6 +11,18 @@ every step uses all of them). Per-step randomness (negatives, flips) comes from 
 and a run resumed from a checkpoint at step t ends with exactly the weights of an uninterrupted run.
 
 The learning rate is a function of the step too (``lr_factor``), so checkpoints need no scheduler.
+
+DDP (``torchrun --nproc_per_node=W``, :mod:`repro.common.distributed`): ``batch`` stays the *global*
+mini-batch, because the distractors come "from a different parent cluster, within the same
+mini-batch" (Sec. 4) -- the whole one, not a rank's share. Every rank draws the same pair order and
+the same flips (the generators above), fetches and embeds its strided share ``rows[rank::W]`` of the
+2B patches through the DDP-wrapped net (BatchNorm synchronised, so its statistics are over all 2B
+patches), and gathers the embeddings with autograd into global order
+(:func:`repro.common.distributed.all_gather_rows`). Every rank then computes the identical
+:func:`triplet_step_loss` on the whole batch (same negatives, same stats, same NaN check). The
+gather's backward sums the incoming gradient over ranks, so a rank's parameter gradient is W times its
+rows' share of the 1-process gradient, and DDP's average over the W ranks is exactly the 1-process
+gradient. Only rank 0 shows the progress bar; the ``checkpoint`` callback decides who writes.
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from repro.common.distributed import DistInfo, all_gather_rows, shard
 from repro.pretrain.losses import triplet_step_loss
 from repro.pretrain.models import normalize
 
@@ -96,12 +109,13 @@ def steps_per_epoch(n_pairs: int, batch: int) -> int:
 def train(net: nn.Module, optimizer: torch.optim.Optimizer, patches: Callable[[torch.Tensor], torch.Tensor] | torch.Tensor,
           a: torch.Tensor, b: torch.Tensor, parent: torch.Tensor, cfg: TrainConfig, *, seed: int,
           state: TrainState | None = None, checkpoint: Callable[[TrainState], None] | None = None,
-          checkpoint_every: int = 0, desc: str = "pretrain") -> TrainState:
+          checkpoint_every: int = 0, desc: str = "pretrain", dist: DistInfo | None = None) -> TrainState:
     """Train ``net`` on the pairs (a[i], b[i]) for ``cfg.steps`` steps, resuming at ``state.step``.
 
     ``patches`` maps row ids [n] to uint8 patches [n,3,S,S] on the training device: a tensor (indexed)
     or a callable such as :class:`repro.pretrain.data.PatchBank`. Raises FloatingPointError on a
-    non-finite loss."""
+    non-finite loss. ``net`` may be DDP-wrapped; ``dist`` says which rank this is (module docstring)."""
+    dist = dist or DistInfo()
     if cfg.batch < 2:
         raise ValueError(f"pretrain.batch must be >= 2 pairs, got {cfg.batch}")
     state = state or TrainState()
@@ -114,7 +128,8 @@ def train(net: nn.Module, optimizer: torch.optim.Optimizer, patches: Callable[[t
     for g, lr in zip(optimizer.param_groups, base_lrs):
         g["initial_lr"] = lr
     net.train()
-    bar = tqdm(total=cfg.steps, initial=state.step, desc=desc, file=sys.stderr, mininterval=5.0, leave=False)
+    bar = tqdm(total=cfg.steps, initial=state.step, desc=desc, file=sys.stderr, mininterval=5.0, leave=False,
+               disable=not dist.is_main)
     order, order_epoch = None, -1
     t0 = time.perf_counter()
     while state.step < cfg.steps:
@@ -123,15 +138,17 @@ def train(net: nn.Module, optimizer: torch.optim.Optimizer, patches: Callable[[t
             order, order_epoch = torch.randperm(n, generator=_generator(seed, 0, epoch)), epoch  # [P]
         idx = order[k * cfg.batch : (k + 1) * cfg.batch]  # [B]
         gen = _generator(seed, 1, state.step)
-        x = normalize(fetch(torch.cat([a[idx], b[idx]])))  # [2B,3,S,S]
+        rows = torch.cat([a[idx], b[idx]])  # [2B] the global batch's patches
+        mine = shard(torch.arange(len(rows)), dist)  # [2B/W] this rank's strided share (all with one process)
+        x = normalize(fetch(rows[mine]))  # [2B/W,3,S,S]
         device = x.device
-        if cfg.flip:  # independent horizontal flips (our augmentation; the paper states none)
-            flip = (torch.rand(len(x), generator=gen) < 0.5).to(device).view(-1, 1, 1, 1)
+        if cfg.flip:  # independent horizontal flips (our augmentation; the paper states none), drawn for all 2B
+            flip = (torch.rand(len(rows), generator=gen) < 0.5)[mine].to(device).view(-1, 1, 1, 1)
             x = torch.where(flip, x.flip(3), x)
         factor = lr_factor(state.step, cfg)
         for g, lr in zip(optimizer.param_groups, base_lrs):
             g["lr"] = lr * factor
-        emb = net(x)  # [2B, E]
+        emb = all_gather_rows(net(x), dist, len(rows))  # [2B, E] in global order, the same on every rank
         loss, stats = triplet_step_loss(emb[: len(idx)], emb[len(idx) :], parent[idx].to(device), margin=cfg.margin,
                                         mode=cfg.negatives, hard_fraction=cfg.hard_fraction, generator=gen)
         if not math.isfinite(stats["loss"]):
