@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -432,3 +433,78 @@ def _net_module(arm: str, experiment: str, net: str) -> nn.Module:
                          device="cpu").nets[net]
     cfg = experiment_config({"experiments": {"mnist": _gan_exp(model="dcgan", width=4, batch_size=8)}}, "mnist")
     return build_arm(arm, cfg, data_shape=(1, 32, 32), device="cpu").nets[net]
+
+
+# ------------------------------------------------------------------ through the pipeline (config gpus_per_job)
+DDP_RULES = {"lars_cell", "detect_train", "detect_transfer", "pretrain_train", "gan_train"}
+TORCHRUN_2 = "torchrun --standalone --nproc_per_node=2 -m repro."
+
+
+def _dry_run_jobs(workdir: Path, gpus_per_job: int) -> dict[tuple[str, str], tuple[str, dict[str, str], int]]:
+    """``snakemake -n -p`` of the smoke DAG: (rule, outputs) -> (shell command, resources, threads) of each job."""
+    from conftest import SMOKE, run_snakemake
+
+    proc = run_snakemake(["-n", "-p", "--configfile", str(SMOKE), "--config", f"gpus_per_job={gpus_per_job}"],
+                         workdir, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    jobs = {}
+    text = proc.stdout + proc.stderr
+    for name, body in re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?=^\s*$|\Z)", text, flags=re.M | re.S):
+        res = re.search(r"^\s+resources: (.*)$", body, flags=re.M)
+        res = dict(kv.split("=", 1) for kv in res.group(1).split(", ")) if res else {}
+        threads = re.search(r"^\s+threads: (\d+)$", body, flags=re.M)
+        shell = re.search(r"^Shell command: (.*)$", body, flags=re.M)
+        output = re.search(r"^\s+output: (.*)$", body, flags=re.M)
+        if shell and shell.group(1) != "None":  # rule all has no command
+            jobs[(name, output.group(1))] = (shell.group(1), res, int(threads.group(1)) if threads else 1)
+    return jobs
+
+
+def test_gpus_per_job_launches_the_training_rules_with_torchrun(tmp_path: Path) -> None:
+    """Dry runs (-n -p) of the smoke DAG: with gpus_per_job=2 the five DDP training rules start
+    ``torchrun --standalone --nproc_per_node=2 -m repro.<stage>`` and declare gpu=2 and
+    cpus_per_task=2 x threads; every other job, and every job with gpus_per_job=1, is ``python -m``
+    as before the key existed; apart from the launcher the two runs' commands are identical (the
+    batch sizes etc. stay those of the config: global batches)."""
+    one = _dry_run_jobs(tmp_path / "one", 1)
+    two = _dry_run_jobs(tmp_path / "two", 2)
+    assert DDP_RULES <= {name for name, _ in two}, "the smoke DAG should have a job of every DDP training rule"
+    assert one.keys() == two.keys()
+    for (name, _), (cmd, res, threads) in one.items():
+        assert cmd.startswith("python -m repro."), (name, cmd[:120])
+        assert res.get("gpu", "0") == ("1" if name in DDP_RULES else "0"), (name, res)
+        if name in DDP_RULES:
+            assert res.get("cpus_per_task") == str(threads), (name, threads, res)
+    for (name, outputs), (cmd2, res, threads) in two.items():
+        cmd1 = one[(name, outputs)][0]
+        if name in DDP_RULES:
+            assert cmd2.startswith(TORCHRUN_2), (name, cmd2[:120])
+            assert cmd2 == cmd1.replace("python -m repro.", TORCHRUN_2, 1), name
+            assert (res.get("gpu"), res.get("cpus_per_task")) == ("2", str(2 * threads)), (name, threads, res)
+        else:
+            assert cmd2 == cmd1 and cmd2.startswith("python -m repro."), (name, cmd2[:120])
+            assert res.get("gpu", "0") == "0" and "cpus_per_task" not in res, (name, res)
+
+
+def test_gpus_per_job_2_runs_a_lars_cell_as_two_gloo_ranks_through_snakemake(tmp_path: Path) -> None:
+    """A real run of one smoke lars cell (and its data) through Snakemake with gpus_per_job=2: torchrun
+    starts 2 ranks (gloo on CPU), the cell completes and records world_size 2 (~10 s on 2 cores)."""
+    from conftest import SMOKE, run_snakemake
+
+    target = "results/lars/cells/alexnet_bn/lars/b32_e1.json"  # a cell of the smoke config
+    proc = run_snakemake([target, "--cores", "2", "--configfile", str(SMOKE), "--config", "gpus_per_job=2"],
+                         tmp_path, timeout=300)
+    log = tmp_path / "results" / "logs" / "lars" / "cell_alexnet_bn_lars_b32_e1.log"
+    assert proc.returncode == 0, proc.stderr[-3000:] + (log.read_text()[-3000:] if log.exists() else "")
+    assert f"Shell command: {TORCHRUN_2}lars cell" in proc.stdout + proc.stderr
+    result = json.loads((tmp_path / target).read_text())
+    assert result["world_size"] == 2
+    assert {"(rank 0 of 2)", "(rank 1 of 2)"} <= set(re.findall(r"\(rank \d of \d\)", log.read_text()))
+
+
+def test_gpus_per_job_below_1_fails_before_any_job_naming_the_key(tmp_path: Path) -> None:
+    from conftest import SMOKE, run_snakemake
+
+    proc = run_snakemake(["-n", "--configfile", str(SMOKE), "--config", "gpus_per_job=0"], tmp_path, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "config key 'gpus_per_job'" in out and "minimum" in out, out[-2000:]

@@ -2,7 +2,8 @@
 
 The fast tests check the profile against the rules: Snakemake silently ignores a `set-resources`
 entry whose rule does not exist (checked: no error, no warning), so a misspelt or stale entry would
-quietly leave a training rule without its GPU. The slow test runs .ci/slurm/run_smoke.sh (real
+quietly leave a training rule without its GPU; and an entry for a DDP training rule would silently
+override the gpus_per_job GPUs/CPUs that rule declares. The slow test runs .ci/slurm/run_smoke.sh (real
 slurmctld + slurmd + munge on localhost; needs root, and apt-get the first time).
 """
 
@@ -43,12 +44,25 @@ def training_rules() -> list[str]:
     )
 
 
+def ddp_rules() -> list[str]:
+    """Training rules whose shell is ddp_shell(...) (common.smk): config gpus_per_job DDP ranks (torchrun)."""
+    return sorted(name for name, body in rule_blocks().items() if re.search(r"^\s+ddp_shell\(", body, flags=re.M))
+
+
 def profile() -> dict:
     return yaml.safe_load(PROFILE.read_text())
 
 
-def test_every_training_rule_gets_a_gpu_and_its_threads_as_cpus_on_slurm() -> None:
+def test_every_training_rule_gets_its_gpus_and_cpus_on_slurm() -> None:
+    """One-process GPU rules: a profile entry {gpu: 1, cpus_per_task: "threads"}. DDP training rules:
+    no such entry (it would pin them to its values), the rule declares gpu=GPUS_PER_JOB and
+    cpus_per_task=ddp_cpus itself, since only the Snakefile can read config gpus_per_job."""
     entries = profile().get("set-resources") or {}
+    blocks = rule_blocks()
+    ddp = ddp_rules()
+    assert {"lars_cell", "detect_train", "detect_transfer", "pretrain_train", "gan_train"} <= set(ddp) <= set(
+        training_rules()
+    ), ddp
 
     def has_gpu(res: dict) -> bool:  # gpu: N -> --gpus=N, or gres: "gpu:N" -> --gres=gpu:N
         return int(res.get("gpu", 0) or 0) >= 1 or str(res.get("gres", "")).startswith("gpu")
@@ -56,12 +70,23 @@ def test_every_training_rule_gets_a_gpu_and_its_threads_as_cpus_on_slurm() -> No
     missing = [
         r
         for r in training_rules()
-        if not has_gpu(entries.get(r) or {}) or (entries.get(r) or {}).get("cpus_per_task") != "threads"
+        if r not in ddp
+        and (not has_gpu(entries.get(r) or {}) or (entries.get(r) or {}).get("cpus_per_task") != "threads")
     ]
     assert not missing, (
         "training rules without a GPU entry in profiles/slurm/config.yaml; add under set-resources:\n"
         + "\n".join(f'  {r}: {{gpu: 1, cpus_per_task: "threads"}}' for r in missing)
     )
+    for r in ddp:
+        pinned = sorted(set(entries.get(r) or {}) & {"gpu", "gres", "cpus_per_task", "cpus_per_gpu"})
+        assert not pinned, f"profiles/slurm/config.yaml pins {pinned} of DDP rule {r}: gpus_per_job would be ignored"
+        assert re.search(r"^\s+gpu=GPUS_PER_JOB,", blocks[r], flags=re.M), f"rule {r}: declare gpu=GPUS_PER_JOB"
+        assert re.search(r"^\s+cpus_per_task=ddp_cpus,", blocks[r], flags=re.M), (
+            f"rule {r}: declare cpus_per_task=ddp_cpus"
+        )
+    for r, body in blocks.items():  # N GPUs only for a job that starts N ranks
+        if re.search(r"GPUS_PER_JOB|ddp_cpus", body):
+            assert r in ddp, f"rule {r} requests gpus_per_job GPUs/CPUs but its shell is not ddp_shell(...)"
 
 
 def test_every_profile_entry_names_an_existing_rule() -> None:
@@ -75,32 +100,38 @@ def test_every_profile_entry_names_an_existing_rule() -> None:
     assert prof["slurm-status-command"] == "squeue"  # sacct without accounting makes snakemake hang
 
 
-def test_profile_resolves_gpu_and_cpus_for_training_jobs(tmp_path: Path) -> None:
-    """Dry run with the slurm profile: training jobs get gpu=1 and cpus_per_task == their threads."""
+@pytest.mark.parametrize("gpus_per_job", [1, 2])
+def test_profile_resolves_gpu_and_cpus_for_training_jobs(tmp_path: Path, gpus_per_job: int) -> None:
+    """Dry run with the slurm profile. gpus_per_job=1: every training job gets gpu=1 and cpus_per_task ==
+    its threads (as before the key existed). 2: the DDP training jobs get gpu=2 and 2 x threads CPUs."""
     proc = run_snakemake(
-        ["-n", "--profile", "slurm", "--cores", "8", "--configfile", str(SMOKE), "--config", "threads=3"],
+        ["-n", "--profile", "slurm", "--cores", "8", "--configfile", str(SMOKE),
+         "--config", "threads=3", f"gpus_per_job={gpus_per_job}"],
         tmp_path,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     out = proc.stdout + proc.stderr
     jobs = re.findall(r"^rule (\w+):\n(.*?)(?=^\S|\Z)", out, flags=re.M | re.S)
-    train = set(training_rules())
-    cpus = []
+    train, ddp = set(training_rules()), set(ddp_rules())
+    cpus, ddp_seen = [], set()
     for name, body in jobs:
         res = re.search(r"resources: (.*)", body)
         res = dict(kv.split("=", 1) for kv in res.group(1).split(", ")) if res else {}
         threads = re.search(r"threads: (\d+)", body)
-        threads = threads.group(1) if threads else "1"
+        threads = int(threads.group(1)) if threads else 1
         if name in train:
-            assert res.get("gpu") == "1" or res.get("gres", "").startswith("gpu"), (name, res)
-            assert res.get("cpus_per_task") == threads, (name, threads, res)  # -> sbatch --cpus-per-task
-            cpus.append(int(threads))
+            n = gpus_per_job if name in ddp else 1
+            ddp_seen.update({name} & ddp)
+            assert res.get("gpu") == str(n) or (n == 1 and res.get("gres", "").startswith("gpu")), (name, res)
+            assert res.get("cpus_per_task") == str(n * threads), (name, threads, res)  # -> sbatch --cpus-per-task
+            cpus.append(threads)
         else:
             assert res.get("gpu", "0") == "0", (name, res)
             assert "cpus_per_task" not in res, (name, res)  # the plugin then uses the threads
     if train:
-        assert 3 in cpus, f"no training job took config threads=3 (cpus_per_task seen: {sorted(set(cpus))})"
+        assert 3 in cpus, f"no training job took config threads=3 (threads seen: {sorted(set(cpus))})"
+        assert ddp_seen == ddp, f"the smoke DAG has no job of DDP rules {sorted(ddp - ddp_seen)}"
 
 
 def _why_no_slurm() -> str | None:
@@ -118,7 +149,8 @@ def _why_no_slurm() -> str | None:
 @pytest.mark.skipif(_why_no_slurm() is not None, reason=_why_no_slurm() or "")
 def test_smoke_workflow_on_a_real_slurm_cluster(tmp_path: Path) -> None:
     """.ci/slurm/run_smoke.sh: the smoke DAG via `--profile slurm`, resources checked with scontrol,
-    a failing rule fails the workflow with SLURM's status, `--retries` reruns a flaky rule."""
+    a failing rule fails the workflow with SLURM's status, `--retries` reruns a flaky rule, and a lars
+    cell with gpus_per_job=2 gets --gpus=2 and runs as 2 torchrun ranks inside its SLURM job."""
     env = dict(os.environ, SLURM_CI_WORK=str(tmp_path / "slurm-ci"), VENV=str(Path(sys.executable).parents[1]))
     proc = subprocess.Popen(
         ["bash", str(REPO / ".ci" / "slurm" / "run_smoke.sh")],
@@ -144,4 +176,5 @@ def test_smoke_workflow_on_a_real_slurm_cluster(tmp_path: Path) -> None:
     assert "outputs of the smoke DAG exist and are up to date" in out, out[-4000:]
     assert re.search(r"all \d+ SLURM jobs match the requested resources", out), out[-4000:]
     assert "Error in rule always_fails" in out and "SLURM status is: 'FAILED'" in out
+    assert re.search(r"gpus_per_job=2 job: --gpus=2 --cpus-per-task=\d+, world_size 2", out), out[-4000:]
     assert "run_smoke: [" in out and "PASSED" in out

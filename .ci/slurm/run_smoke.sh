@@ -6,10 +6,12 @@
 #    into a scratch folder, with overrides for this test cluster only: partition `debug` (added to the
 #    profile's own default-resources), 4 jobs at a time, first status check after 2 s;
 # 3. checks every output of the DAG exists, and with `scontrol show job` (and the plugin's sbatch
-#    lines) that each job got the runtime, memory, CPUs and GPUs Snakemake resolved from the profile;
+#    lines) that each job got the runtime, memory, CPUs and GPUs Snakemake resolved (profile and rules);
 # 4. runs the test-only workflow .ci/slurm/retry/Snakefile: a rule that fails on the cluster fails the
 #    workflow with a clear message, `--retries 1` reruns a flaky rule (which then succeeds), and a job
-#    with the profile's training-rule resources gets its GPU.
+#    with the profile's training-rule resources gets its GPU;
+# 5. runs one lars cell with --config gpus_per_job=2: sbatch --gpus=2 and 2 x threads CPUs, recorded
+#    by SLURM, and torchrun inside the job runs 2 ranks (world_size 2 in the cell's result).
 # Environment: SLURM_CI_WORK (scratch folder; default a new mktemp -d), SLURM_CI_TIMEOUT (seconds for
 # the smoke run, default 1800), SLURM_CI_JOBS (jobs at a time, default 4), VENV (default .venv).
 # Exit status 0 only if every check passed.
@@ -134,4 +136,45 @@ echo "    gpu_probe.txt: $(cat "$RETRY/gpu_probe.txt")"
 "$PY" "$HERE/check_jobs.py" check "$WORK/retry.log" --profile "$PROFILE" --require-sbatch-lines \
   --expect flaky=FAILED,COMPLETED always_fails=FAILED,FAILED
 stamp "failure/retry checks passed"
+
+# ---- 3. several GPUs per job: a DDP training rule with gpus_per_job=2 ----------------------------
+# One lars cell of the smoke config (its input copied from step 1, so it is the only job): Snakemake
+# must resolve gpu=2 and cpus_per_task=2 x threads, SLURM must record them (check_jobs.py), and
+# torchrun inside the job's srun step must run 2 ranks (gloo on CPU: the node's GPUs are fake).
+DDP=$WORK/ddp
+DDP_CELL=results/lars/cells/alexnet_bn/lars/b32_e1.json
+mkdir -p "$DDP/results/data"
+cp "$SMOKE/results/data/classification.npz" "$DDP/results/data/"
+stamp "a lars cell with gpus_per_job=2 through SLURM (log: $WORK/ddp.log)"
+rc=0
+run_bounded 600 "$WORK/ddp.log" "$SMK" "$DDP_CELL" "${COMMON[@]}" --default-resources "${DEFRES[@]}" \
+  --configfile workflow/configs/smoke.yaml --config gpus_per_job=2 -d "$DDP" || rc=$?
+DDP_LOG=$DDP/results/logs/lars/cell_alexnet_bn_lars_b32_e1.log
+if [ $rc != 0 ]; then
+  tail -n 40 "$WORK/ddp.log" >&2; [ -f "$DDP_LOG" ] && tail -n 30 "$DDP_LOG" >&2
+  fail "the 2-rank lars cell failed through SLURM (rc=$rc)"
+fi
+grep -q "torchrun --standalone --nproc_per_node=2 -m repro.lars cell" "$WORK/ddp.log" \
+  || fail "the lars cell was not launched with torchrun --nproc_per_node=2"
+grep -q "(rank 1 of 2)" "$DDP_LOG" || fail "no '(rank 1 of 2)' in $DDP_LOG"
+"$PY" "$HERE/check_jobs.py" check "$WORK/ddp.log" --profile "$PROFILE" --require-sbatch-lines --show-sbatch
+"$PY" - "$HERE" "$WORK/ddp.log" "$DDP/$DDP_CELL" <<'EOF'
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from check_jobs import parse_log, sbatch_flags
+subs = [s for s in parse_log(open(sys.argv[2]).read()) if s["rule"] == "lars_cell"]
+if len(subs) != 1:
+    sys.exit(f"run_smoke: expected one lars_cell SLURM job, got {len(subs)}")
+res, threads = subs[0]["resources"], subs[0]["threads"]
+want = {"gpu": 2, "cpus_per_task": 2 * threads}
+got = {k: res.get(k) for k in want}
+flags = sbatch_flags(subs[0]["sbatch"])
+if got != want or (flags["gpu"], flags["cpus"]) != ("2", str(2 * threads)):
+    sys.exit(f"run_smoke: lars_cell resolved {got}, sbatch flags {flags}; expected {want}")
+world = json.load(open(sys.argv[3]))["world_size"]
+if world != 2:
+    sys.exit(f"run_smoke: the cell ran with world_size {world}, expected 2")
+print(f"run_smoke: gpus_per_job=2 job: --gpus={flags['gpu']} --cpus-per-task={flags['cpus']}, world_size {world}")
+EOF
+stamp "gpus_per_job=2 checks passed"
 echo "run_smoke: timings: smoke DAG through SLURM ${T_SMOKE} s (incl. start), total $(( $(date +%s) - T0 )) s"

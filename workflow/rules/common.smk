@@ -39,6 +39,29 @@ SEED = config["seed"]
 THREADS = config["threads"]
 DOWNLOADS = sorted(config.get("downloads", {}))
 
+# Several GPUs per training job (config `gpus_per_job`, N). The DDP training rules (lars_cell,
+# detect_train, detect_transfer, pretrain_train, gan_train) write `shell: ddp_shell("repro.<stage> ...")`:
+# their stage starts with TRAIN_PY, i.e. as N ranks under torchrun when N > 1 (the config's batch
+# sizes stay global: repro.common.distributed). The launcher goes into the shell template when the
+# rules are parsed, not through a params entry or a {field}: with N = 1 the template is still exactly
+# `python -m repro...`, so Snakemake's code and params rerun triggers see no change and nothing reruns
+# (changing N does change the template: those jobs then rerun unless `--rerun-triggers` leaves out code).
+# The same rules declare resources gpu=GPUS_PER_JOB and cpus_per_task=ddp_cpus (N x threads, since
+# each rank runs `--threads {threads}`): sbatch --gpus and --cpus-per-task on SLURM; locally they
+# limit nothing unless given to --resources (e.g. `--resources gpu=2` on a 2-GPU workstation).
+GPUS_PER_JOB = config["gpus_per_job"]
+TRAIN_PY = "python -m" if GPUS_PER_JOB == 1 else f"torchrun --standalone --nproc_per_node={GPUS_PER_JOB} -m"
+
+
+def ddp_shell(cmd):
+    """Shell template of a DDP training rule: `<TRAIN_PY> repro.<stage> ...` (cmd starts at the module)."""
+    return f"{TRAIN_PY} {cmd}"
+
+
+def ddp_cpus(wildcards, threads):
+    """CPUs of a DDP training job: `threads` torch threads for each of its GPUS_PER_JOB ranks."""
+    return threads * GPUS_PER_JOB
+
 
 def as_json(obj):
     """A config section as one JSON word for a stage CLI's --config."""

@@ -2,6 +2,8 @@
 # 1612.03144, Tables 1 and 3), COCO metrics, and the detection transfer of Transitive Invariance
 # (1708.02901, Tables 1 and 4). One job per (model, seed); one aggregate job per results file.
 DETECT = config["detect"]
+# `detect.threads: null` falls back to the top-level `threads` (full scale).
+DETECT_THREADS = DETECT["threads"] or THREADS
 DETECT_MODELS = "fpn|c4|c5|fpn_no_topdown|fpn_no_lateral|fpn_p2_only"
 DETECT_FULL = config["scale"] == "full"
 # The transfer's dataset: the detection data, or VOC 2007 (TI's Table 1) at full scale.
@@ -30,17 +32,20 @@ rule detect_train:
         "results/logs/detect/train_{model}_s{seed}.log",
     benchmark:
         "results/benchmarks/detect/train_{model}_s{seed}.tsv"
-    threads: THREADS
+    threads: DETECT_THREADS
     resources:
         mem_mb=48000 if DETECT_FULL else 4000,
         runtime=2880 if DETECT_FULL else 60,
-        gpu=0,
+        gpu=GPUS_PER_JOB,
+        cpus_per_task=ddp_cpus,
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m repro.detect train --model {wildcards.model} --config {params.cfg:q} --seed {params.seed}"
-        " --threads {threads} --in {input.data} --out {output.metrics} --weights-out {output.weights}"
-        " --metrics-csv {output.steps} --checkpoint-dir {params.ckpt} > {log} 2>&1"
+        ddp_shell(
+            "repro.detect train --model {wildcards.model} --config {params.cfg:q} --seed {params.seed}"
+            " --threads {threads} --in {input.data} --out {output.metrics} --weights-out {output.weights}"
+            " --metrics-csv {output.steps} --checkpoint-dir {params.ckpt} > {log} 2>&1"
+        )
 
 
 rule detect_fpn_coco:
@@ -97,18 +102,21 @@ rule detect_transfer:
         "results/logs/detect/transfer_{arm}_s{seed}.log",
     benchmark:
         "results/benchmarks/detect/transfer_{arm}_s{seed}.tsv"
-    threads: THREADS
+    threads: DETECT_THREADS
     resources:
         mem_mb=48000 if DETECT_FULL else 4000,
         runtime=2880 if DETECT_FULL else 60,
-        gpu=0,
+        gpu=GPUS_PER_JOB,
+        cpus_per_task=ddp_cpus,
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m repro.detect train --transfer --arm {wildcards.arm} --model {params.model}"
-        " --backbone-weights {input.backbone} --config {params.cfg:q} --seed {params.seed} --threads {threads}"
-        " --in {input.data} --out {output.metrics} --weights-out {output.weights} --metrics-csv {output.steps}"
-        " --checkpoint-dir {params.ckpt} > {log} 2>&1"
+        ddp_shell(
+            "repro.detect train --transfer --arm {wildcards.arm} --model {params.model}"
+            " --backbone-weights {input.backbone} --config {params.cfg:q} --seed {params.seed} --threads {threads}"
+            " --in {input.data} --out {output.metrics} --weights-out {output.weights} --metrics-csv {output.steps}"
+            " --checkpoint-dir {params.ckpt} > {log} 2>&1"
+        )
 
 
 rule detect_ti_transfer:

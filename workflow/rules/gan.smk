@@ -106,14 +106,17 @@ rule gan_train:
     resources:
         mem_mb=lambda wc: 2000 if wc.experiment in GAN_MIXTURES + ("digits",) else 16000,
         runtime=lambda wc: 30 if wc.experiment in GAN_MIXTURES + ("digits",) else 1440,
-        gpu=0,
+        gpu=GPUS_PER_JOB,
+        cpus_per_task=ddp_cpus,
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m repro.gan train --config {params.cfg:q} --seed {wildcards.seed} --threads {threads}"
-        " --experiment {wildcards.experiment} --arm {wildcards.arm} --in {params.data} {params.scorer}"
-        " --out {output.result} --samples {output.samples} --weights {output.weights}"
-        " --metrics-csv {output.csv} --checkpoint-dir {params.ckpt} > {log} 2>&1"
+        ddp_shell(
+            "repro.gan train --config {params.cfg:q} --seed {wildcards.seed} --threads {threads}"
+            " --experiment {wildcards.experiment} --arm {wildcards.arm} --in {params.data} {params.scorer}"
+            " --out {output.result} --samples {output.samples} --weights {output.weights}"
+            " --metrics-csv {output.csv} --checkpoint-dir {params.ckpt} > {log} 2>&1"
+        )
 
 
 rule gan_aggregate:

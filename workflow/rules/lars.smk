@@ -50,14 +50,17 @@ rule lars_cell:
     resources:
         mem_mb=4000,
         runtime=LARS["runtime_min"],
-        gpu=0,
+        gpu=GPUS_PER_JOB,
+        cpus_per_task=ddp_cpus,
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m repro.lars cell --config {params.cfg:q} --seed {params.seed} --threads {threads}"
-        " --in {input.data} --out {output} --checkpoint-dir {params.ckpt}"
-        " --model {wildcards.model} --arm {wildcards.arm} --batch {wildcards.batch}"
-        " --epochs {wildcards.epochs} > {log} 2>&1"
+        ddp_shell(
+            "repro.lars cell --config {params.cfg:q} --seed {params.seed} --threads {threads}"
+            " --in {input.data} --out {output} --checkpoint-dir {params.ckpt}"
+            " --model {wildcards.model} --arm {wildcards.arm} --batch {wildcards.batch}"
+            " --epochs {wildcards.epochs} > {log} 2>&1"
+        )
 
 
 rule lars_aggregate:

@@ -70,14 +70,17 @@ rule pretrain_train:
     resources:
         mem_mb=32000 if PRETRAIN_BIG else 2000,
         runtime=PRETRAIN["runtime_min"],
-        gpu=0,
+        gpu=GPUS_PER_JOB,
+        cpus_per_task=ddp_cpus,
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m repro.pretrain train --config {params.cfg:q} --seed {wildcards.seed} --threads {threads}"
-        " --arm {wildcards.arm} {params.inputs} --out-backbone {output.backbone} --out-net {output.net}"
-        " --out-metrics {output.metrics} --out-summary {output.summary} --checkpoint-dir {params.ckpt}"
-        " > {log} 2>&1"
+        ddp_shell(
+            "repro.pretrain train --config {params.cfg:q} --seed {wildcards.seed} --threads {threads}"
+            " --arm {wildcards.arm} {params.inputs} --out-backbone {output.backbone} --out-net {output.net}"
+            " --out-metrics {output.metrics} --out-summary {output.summary} --checkpoint-dir {params.ckpt}"
+            " > {log} 2>&1"
+        )
 
 
 rule pretrain_eval:

@@ -14,7 +14,9 @@ rule report:
             category="Report",
         ),
     params:
-        cfg=as_json(config),
+        # the config (hashed into the provenance) without gpus_per_job: how many GPUs ran a training job
+        # is a launch setting like --cores, and leaving it out keeps existing reports up to date
+        cfg=as_json({k: v for k, v in config.items() if k != "gpus_per_job"}),
         benchmarks="results/benchmarks",
     log:
         "results/logs/report/report.log",
