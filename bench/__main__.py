@@ -84,7 +84,8 @@ def _benchmarks(args: argparse.Namespace) -> dict[str, Callable[[], list[dict[st
         configs = {"none": [], "smoke": ["smoke"], "default": ["default"], "both": ["smoke", "default"]}[args.dag]
         rows = []
         for cfg in configs:
-            rows += dg.run(config=cfg, cores=args.cores)
+            workdir = None if args.dag_workdir is None else str(args.dag_workdir)
+            rows += dg.run(config=cfg, cores=args.cores, workdir=workdir)
         return rows
 
     return {"kmeans": kmeans, "graph": graph, "lars": lars, "detect": detect, "dryrun": dryrun,
@@ -179,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="whole-DAG runs: smoke (default), default (~15-25 min), both, none (default with --quick)")
     p.add_argument("--only", nargs="+", choices=ORDER, help="run only these benchmarks")
     p.add_argument("--skip", nargs="+", choices=ORDER, default=[], help="skip these benchmarks")
+    p.add_argument("--dag-workdir", type=Path, default=None,
+                   help="run the DAG(s) in this folder and keep it (e.g. `.` after `make clean-results`: the"
+                        " timed default run then also leaves the report in results/); default: a fresh temporary one")
     p.add_argument("--threads", type=int, default=1, help="torch/BLAS threads of the in-process benchmarks")
     p.add_argument("--cores", type=int, default=2, help="--cores of the whole-DAG runs")
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # seconds-long sizes, for the tests
@@ -187,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.dag is None:
         args.dag = "none" if args.quick else "smoke"
+    if args.dag_workdir is not None and args.dag == "both":
+        p.error("--dag-workdir takes one DAG run: use --dag smoke or --dag default with it")
     # one BLAS/OpenMP pool size for the in-process benchmarks, set before numpy/torch are imported
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)

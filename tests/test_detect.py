@@ -356,13 +356,14 @@ def test_hflip_mirrors_boxes() -> None:
 # ---------------------------------------------------------------- config, paper values, claims
 def test_defaults_match_schema_and_config_yaml() -> None:
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["properties"]["detect"]
-    props = schema["properties"]
+    props = {k: v for k, v in schema["properties"].items() if k != "threads"}  # threads: the rule's, not the CLI's
     assert set(props) == set(DEFAULTS)
     for key, spec in props.items():
         if key != "transfer":
             assert spec.get("default") == DEFAULTS[key], key
     assert {k: v["default"] for k, v in props["transfer"]["properties"].items()} == DEFAULTS["transfer"]
     default = yaml.safe_load((REPO / "config.yaml").read_text())["detect"]
+    default.pop("threads")
     assert resolve_config(default) == {**DEFAULTS, **default, "transfer": {**DEFAULTS["transfer"],
                                                                         **default.get("transfer", {})}}
     with pytest.raises(ValueError, match="unknown keys \\['iteratoins'\\]"):

@@ -4,6 +4,9 @@
 DETECT = config["detect"]
 # `detect.threads: null` falls back to the top-level `threads` (full scale).
 DETECT_THREADS = DETECT["threads"] or THREADS
+# What the CLI gets as --config: everything but the scheduling key `threads` (the CLI takes --threads),
+# so changing the threads per job neither reruns finished jobs nor invalidates their checkpoints.
+DETECT_CLI = {k: v for k, v in DETECT.items() if k != "threads"}
 DETECT_MODELS = "fpn|c4|c5|fpn_no_topdown|fpn_no_lateral|fpn_p2_only"
 DETECT_FULL = config["scale"] == "full"
 # The transfer's dataset: the detection data, or VOC 2007 (TI's Table 1) at full scale.
@@ -22,7 +25,7 @@ rule detect_train:
         weights="results/detect/{model}/s{seed}/model.pt",
         steps="results/detect/{model}/s{seed}/train_log.csv",
     params:
-        cfg=as_json(DETECT),
+        cfg=as_json(DETECT_CLI),
         seed=lambda wc: wc.seed,
         ckpt=lambda wc: f"results/checkpoints/detect/{wc.model}_s{wc.seed}",
     wildcard_constraints:
@@ -63,7 +66,7 @@ rule detect_fpn_coco:
             labels={"figure": "Tables 1 and 3"},
         ),
     params:
-        cfg=as_json(DETECT),
+        cfg=as_json(DETECT_CLI),
     log:
         "results/logs/detect/fpn_coco.log",
     benchmark:
@@ -91,7 +94,7 @@ rule detect_transfer:
         weights="results/detect/transfer/{arm}/s{seed}/model.pt",
         steps="results/detect/transfer/{arm}/s{seed}/train_log.csv",
     params:
-        cfg=as_json(DETECT),
+        cfg=as_json(DETECT_CLI),
         seed=lambda wc: wc.seed,
         model=DETECT["transfer"]["model"],
         ckpt=lambda wc: f"results/checkpoints/detect/transfer_{wc.arm}_s{wc.seed}",
@@ -130,7 +133,7 @@ rule detect_ti_transfer:
         summary="results/ti_transfer.json",
         claims="results/claims/ti_transfer.json",
     params:
-        cfg=as_json(DETECT),
+        cfg=as_json(DETECT_CLI),
     log:
         "results/logs/detect/ti_transfer.log",
     benchmark:

@@ -9,7 +9,6 @@ from typing import Any
 DEFAULTS: dict[str, Any] = {
     "models": ["fpn", "c4", "c5"],
     "seeds": [0, 1],
-    "threads": 1,  # read by the rules (threads per job); the CLI takes --threads
     "backbone": "tiny_resnet",
     "width": 16,
     "blocks": [1, 1, 1, 1],

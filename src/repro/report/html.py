@@ -68,7 +68,7 @@ def _claims_table(rows: pd.DataFrame) -> str:
         unit = f" {html.escape(str(row['unit']))}" if row["unit"] and has_value else ""
         body.append(
             f'<tr class="{cls}"><td><b>{html.escape(row["claim_id"])}</b><br>{html.escape(row["claim"])}</td>'
-            f'<td class="metric">{html.escape(str(row["metric"]))}</td><td class="num"><span class="n">{_fmt(row["paper_value"])}{unit}</span>{where}</td>'
+            f'<td class="metric">{html.escape(str(row["metric"]))}</td><td class="num"><span class="n">{_fmt(row["paper_value"])}</span>{unit}{where}</td>'
             f'<td class="num">{_ours(row)}</td><td>{html.escape(row["verdict"])}</td><td class="note">{html.escape(str(row["scale_note"]))}</td></tr>'
         )
     return f"<table class='claims'>{head}{''.join(body)}</table>"
