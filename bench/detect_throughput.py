@@ -26,6 +26,11 @@ each block from the same saved weights); throughput = images / block seconds of 
 wall`` for wall time), and the ratio is the median over rounds of ours / reference in the same round.
 Goal: ratio >= 1.0.
 
+RoIAlign backward: the C4 pooler's gradient (default config: batch x RoIs per image, C4 channels,
+14x14 bins on the stride-16 map) by :func:`repro.detect.roi_align.roi_align_backward_cpu` vs
+torchvision's CPU kernel ``_roi_align_backward`` on the same gradient and boxes (wall clock, best of
+rounds; the max abs difference is in the details).
+
 Inference: :func:`repro.detect.engine.infer` (detections + all RPN proposals, the top
 ``box_proposals_test`` to the box head) vs torchvision's ``model(images)`` in eval mode with the same
 number of proposals given to the box head, on the same val images.
@@ -48,11 +53,12 @@ import torch
 if __package__ in (None, ""):  # run as a script: make the `bench` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import row  # noqa: E402
+from bench import best_of, row  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL_TRAIN_RATIO = 1.0
 GOAL_INFER_RATIO = 1.1
+GOAL_ROI_ALIGN_BACKWARD_RATIO = 0.5
 
 
 def _default_config() -> dict[str, Any]:
@@ -268,10 +274,34 @@ def time_inference(model, val_set, cfg, *, device: torch.device, rounds: int,
     return t_ours / n, t_ref / n, n
 
 
+def time_roi_align_backward(cfg: dict[str, Any], *, rounds: int, seed: int) -> tuple[float, float, dict[str, Any]]:
+    """(ours s, torchvision s, details): RoIAlign backward at the C4 pooler's shapes, same gradient and boxes."""
+    from repro.detect.backbone import build_body
+    from repro.detect.roi_align import roi_align_backward_cpu
+
+    gen = torch.Generator().manual_seed(seed)
+    n, size, ratio = cfg["batch_size"], cfg["min_size"], cfg["sampling_ratio"]
+    channels = build_body(name=cfg["backbone"], width=cfg["width"], blocks=cfg["blocks"], imagenet_weights=None,
+                          imagenet_init=False).channels[2]
+    r, hw, out, scale = n * cfg["box_batch_size_per_image"], size // 16, 14, 1 / 16
+    side = torch.exp(torch.empty(r, 2).uniform_(math.log(8), math.log(size), generator=gen))  # 8 px .. image
+    centre = torch.rand(r, 2, generator=gen) * size
+    rois = torch.cat([torch.randint(0, n, (r, 1), generator=gen).float(),
+                      (centre - side / 2).clamp(0, size), (centre + side / 2).clamp(0, size)], dim=1)
+    grad = torch.randn(r, channels, out, out, generator=gen)
+    t_ref, ref = best_of(lambda: torch.ops.torchvision._roi_align_backward(
+        grad, rois, scale, out, out, n, channels, hw, hw, ratio, False), rounds)
+    t_ours, got = best_of(lambda: roi_align_backward_cpu(grad, rois, scale, (out, out), (n, channels, hw, hw),
+                                                         ratio, False), rounds)
+    details = {"rois": r, "channels": channels, "map": hw, "output": out, "sampling_ratio": ratio,
+               "max_abs_diff": float((got - ref).abs().max()), "max_abs_grad": float(ref.abs().max())}
+    return t_ours, t_ref, details
+
+
 def run(*, model_name: str = "fpn", steps: int = 4, rounds: int = 8, n_train: int = 32, n_val: int = 8,
         threads: int = 1, seed: int = 0, device: str = "cpu", clock: str = "cpu", quick: bool = False,
         verbose: bool = True) -> list[dict[str, Any]]:
-    """Two rows: training images/s (ours over the reference loop) and inference s/image.
+    """Three rows: training images/s (ours over the reference loop), inference s/image, RoIAlign backward.
 
     ``clock="cpu"`` (default) times with the process CPU time: with one thread it is what the wall time
     would be on an idle machine, and it hardly moves when other jobs share the cores; ``"wall"`` uses
@@ -321,6 +351,7 @@ def run(*, model_name: str = "fpn", steps: int = 4, rounds: int = 8, n_train: in
         inf_ours, inf_ref, n_inf = time_inference(
             model, val_set, cfg, device=dev, rounds=max(2, rounds),
             clock=time.process_time if clock == "cpu" else time.perf_counter)
+    roi_ours, roi_ref, roi_details = time_roi_align_backward(cfg, rounds=max(2, rounds), seed=seed)
     def ips(arm: str) -> float:
         return imgs / statistics.median(t[k] for t in times[arm])
 
@@ -337,6 +368,8 @@ def run(*, model_name: str = "fpn", steps: int = 4, rounds: int = 8, n_train: in
               f"img/s, ratio {loop_ratio:.3f} (wall clock {wall_loop_ratio:.3f}); goal >= {GOAL_TRAIN_RATIO}")
         print(f"inference: ours {inf_ours:.4f} s/img, torchvision forward {inf_ref:.4f} s/img, "
               f"ratio {inf_ours / inf_ref:.3f}")
+        print(f"RoIAlign backward (C4 shapes): ours {roi_ours * 1e3:.1f} ms, torchvision {roi_ref * 1e3:.1f} ms, "
+              f"ratio {roi_ours / roi_ref:.3f}, max abs diff {roi_details['max_abs_diff']:.2e}")
     common = {"model": model_name, "batch_size": cfg["batch_size"], "image_size": cfg["min_size"],
               "backbone": f"{cfg['backbone']}(width={cfg['width']})", "threads": threads, "clock": clock}
     return [
@@ -354,6 +387,11 @@ def run(*, model_name: str = "fpn", steps: int = 4, rounds: int = 8, n_train: in
             goal_on="ratio", goal_op="<=", goal=GOAL_INFER_RATIO, device=str(dev),
             goal_text=f"ratio <= {GOAL_INFER_RATIO} (ours; issue 11 sets none)",
             details={**common, "images": n_inf, "box_proposals_test": cfg["box_proposals_test"]}),
+        row("detect: RoIAlign backward (C4 pooler shapes)", ours=roi_ours, reference=roi_ref, unit="s/call",
+            reference_name="torchvision CPU kernel _roi_align_backward, same gradient and boxes",
+            goal_on="ratio", goal_op="<=", goal=GOAL_ROI_ALIGN_BACKWARD_RATIO,
+            goal_text=f"ratio <= {GOAL_ROI_ALIGN_BACKWARD_RATIO} (ours; issue 11 sets none)", device="cpu",
+            details={**roi_details, "threads": threads, "clock": "wall, best of rounds"}),
     ]
 
 

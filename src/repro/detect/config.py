@@ -64,8 +64,14 @@ DEFAULTS: dict[str, Any] = {
 TRANSFER_OVERRIDES = ("iterations", "lr", "warmup_iters", "lr_decay_at", "trainable_layers")
 
 
+# Keys of the `detect:` section that only the Snakemake rules read (threads per job): accepted and dropped,
+# so a config.yaml section can be passed whole (the rules pass it without them, see detect.smk).
+RULE_KEYS = ("threads",)
+
+
 def resolve_config(cfg: dict[str, Any], *, transfer: bool = False) -> dict[str, Any]:
     """The stage config over :data:`DEFAULTS`; with ``transfer`` the ``transfer`` section's overrides on top."""
+    cfg = {k: v for k, v in cfg.items() if k not in RULE_KEYS}
     unknown = sorted(set(cfg) - set(DEFAULTS))
     if unknown:
         raise ValueError(f"detect config: unknown keys {unknown}")
