@@ -24,8 +24,8 @@ test: $(VENV)/.installed
 smoke: $(VENV)/.installed
 	PATH=$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) --configfile workflow/configs/smoke.yaml
 
-## bench: benchmarks incl. the smoke DAG (< 20 min on 2 cores) -> results/bench.json, results/bench.png
-##        BENCH_ARGS="--dag both" adds the whole DAG on the embedded default (~15-25 min more); "--quick": ~2 min
+## bench: benchmarks incl. the smoke DAG (about 2-3 min on 2 cores) -> results/bench.json, results/bench.png
+##        BENCH_ARGS="--dag both" adds the whole DAG on the embedded default (~19 min more); "--quick": ~2 min
 bench: $(VENV)/.installed
 	PATH=$(BIN):$$PATH $(BIN)/python -m bench $(BENCH_ARGS)
 

@@ -1,7 +1,7 @@
 """``python -m bench`` (``make bench``): run the benchmarks, write ``results/bench.json`` and ``results/bench.png``.
 
-    .venv/bin/python -m bench                  # everything but the default DAG (~10 min on 2 shared cores)
-    .venv/bin/python -m bench --dag default    # + the whole DAG on the embedded default (~15-25 min more)
+    .venv/bin/python -m bench                  # everything but the default DAG (about 2-3 min on 2 cores)
+    .venv/bin/python -m bench --dag default    # + the whole DAG on the embedded default (about 19 min more)
     .venv/bin/python -m bench --quick          # a fast subset: small sizes, no DAG run (~2 min)
     .venv/bin/python -m bench --only lars kmeans --out /tmp/bench.json
 
@@ -100,8 +100,12 @@ def _error_row(name: str, exc: BaseException) -> dict[str, Any]:
 
 
 def _merge(old: list[dict[str, Any]], new: list[dict[str, Any]], ran: set[str]) -> list[dict[str, Any]]:
-    """New rows, plus old rows of benchmarks that did not run this time (in the standard order)."""
-    kept = [r for r in old if r.get("benchmark") not in ran and r.get("name") not in {n["name"] for n in new}]
+    """New rows, plus old rows of benchmarks that did not run this time (in the standard order).
+
+    Whole-DAG rows are kept per config: a ``--dag smoke`` run replaces the smoke row and keeps the
+    default DAG's row of an earlier ``--dag default`` run (and the other way round)."""
+    names = {n["name"] for n in new}
+    kept = [r for r in old if r.get("name") not in names and (r.get("benchmark") not in ran or r.get("benchmark") == "dag")]
     rows = kept + new
     return sorted(rows, key=lambda r: ORDER.index(r["benchmark"]) if r.get("benchmark") in ORDER else len(ORDER))
 
@@ -177,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a fast subset: small sizes and no DAG run")
     p.add_argument("--dag", choices=["none", "smoke", "default", "both"], default=None,
-                   help="whole-DAG runs: smoke (default), default (~15-25 min), both, none (default with --quick)")
+                   help="whole-DAG runs: smoke (default), default (~19 min), both, none (default with --quick)")
     p.add_argument("--only", nargs="+", choices=ORDER, help="run only these benchmarks")
     p.add_argument("--skip", nargs="+", choices=ORDER, default=[], help="skip these benchmarks")
     p.add_argument("--dag-workdir", type=Path, default=None,

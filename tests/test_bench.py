@@ -69,3 +69,21 @@ def test_read_benchmarks_parses_snakemake_tsvs(tmp_path) -> None:
     jobs = read_benchmarks(tmp_path)
     assert jobs["detect/train_fpn_s0"] == {"s": 12.5, "cpu_time": 11.9, "max_rss": 300.1}
     assert jobs["detect/aggregate"]["s"] == 1.0 and math.isnan(jobs["detect/aggregate"]["max_rss"])
+
+
+def test_merge_keeps_the_other_dag_config_and_replaces_reruns() -> None:
+    """A `--dag smoke` run keeps the default DAG's row of an earlier `--dag default` run; rows of a
+    benchmark that ran again are replaced, rows of benchmarks that did not run are kept."""
+    from bench.__main__ import _merge
+
+    def r(name: str, bench: str, ours: float) -> dict:
+        return {"name": name, "benchmark": bench, "ours": ours}
+
+    old = [r("dag: whole DAG wall time (default, 2 cores)", "dag", 1144.0),
+           r("dag: whole DAG wall time (smoke, 2 cores)", "dag", 81.0),
+           r("lars: LARS step / SGD step", "lars", 2.0), r("quant: old row", "kmeans", 1.0)]
+    new = [r("dag: whole DAG wall time (smoke, 2 cores)", "dag", 70.0), r("quant: HW k-means", "kmeans", 0.05)]
+    merged = {m["name"]: m["ours"] for m in _merge(old, new, {"dag", "kmeans"})}
+    assert merged == {"dag: whole DAG wall time (default, 2 cores)": 1144.0,
+                      "dag: whole DAG wall time (smoke, 2 cores)": 70.0,
+                      "lars: LARS step / SGD step": 2.0, "quant: HW k-means": 0.05}
