@@ -105,16 +105,18 @@ class DetectorSettings:
         return PAPER_CANONICAL_SCALE * self.min_size / PAPER_IMAGE_SIZE
 
 
-class _MultiScalePooler(MultiScaleRoIAlign):
-    """torchvision's ``MultiScaleRoIAlign`` (FPN level rule, Eq. 1) with the per-level pooling op in :meth:`pool`.
+class FastMultiScaleRoIAlign(MultiScaleRoIAlign):
+    """RoIAlign (Mask R-CNN) with the FPN level rule (Eq. 1): torchvision's ``MultiScaleRoIAlign``.
 
-    The forward is torchvision's ``_multiscale_roi_align``: one map pools every RoI; several maps
-    pool each RoI on its Eq. 1 level and scatter the results back in RoI order.
+    The forward is torchvision's ``_multiscale_roi_align`` with the per-level op in :meth:`pool`: one
+    map pools every RoI; several maps pool each RoI on its Eq. 1 level and scatter the results back in
+    RoI order. Same forward numbers; the CPU backward is the separable one of
+    :func:`repro.detect.roi_align.roi_align` (torchvision's scalar kernel dominated the C4 step: 216 ms of 0.56 s).
     """
 
     def pool(self, feat: Tensor, rois: Tensor, scale: float) -> Tensor:
         """R x C x h x w pooled features of ``rois`` (batch index, x1, y1, x2, y2) on one map."""
-        raise NotImplementedError
+        return roi_align(feat, rois, self.output_size, scale, self.sampling_ratio)
 
     def forward(self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
         feats = _filter_input(x, self.featmap_names)
@@ -133,7 +135,7 @@ class _MultiScalePooler(MultiScaleRoIAlign):
         return out
 
 
-class MultiScaleRoIPool(_MultiScalePooler):
+class MultiScaleRoIPool(FastMultiScaleRoIAlign):
     """RoI max pooling (Fast R-CNN, the pooler of FPN Sec. 4.2) with the FPN level rule (Eq. 1).
 
     The same as torchvision's ``MultiScaleRoIAlign`` but with ``torchvision.ops.roi_pool``
@@ -142,17 +144,6 @@ class MultiScaleRoIPool(_MultiScalePooler):
 
     def pool(self, feat: Tensor, rois: Tensor, scale: float) -> Tensor:
         return roi_pool(feat, rois, self.output_size, scale)
-
-
-class FastMultiScaleRoIAlign(_MultiScalePooler):
-    """RoIAlign (Mask R-CNN) with the FPN level rule (Eq. 1): torchvision's ``MultiScaleRoIAlign``.
-
-    Same forward numbers; the CPU backward is the separable one of :func:`repro.detect.roi_align.roi_align`
-    (torchvision's scalar kernel dominated the C4 step: 216 ms of 0.56 s).
-    """
-
-    def pool(self, feat: Tensor, rois: Tensor, scale: float) -> Tensor:
-        return roi_align(feat, rois, self.output_size, scale, self.sampling_ratio)
 
 
 def _pooler(settings: DetectorSettings, names: Sequence[str], output_size: int) -> MultiScaleRoIAlign:
