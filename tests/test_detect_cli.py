@@ -83,25 +83,28 @@ def test_kill_and_resume_gives_the_same_weights(data: Path, tmp_path: Path, monk
     assert _train(data, tmp_path / "straight") == 0
     straight = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)
 
-    real_save = checkpoint_module.save_checkpoint
+    real_save = checkpoint_module.RunCheckpoint.save
 
-    def save_then_die(ckpt_dir, state):
-        real_save(ckpt_dir, state)
+    def save_then_die(self, state):
+        real_save(self, state)
         if state["step"] == 2:
             raise KeyboardInterrupt("killed after the step-2 checkpoint")
 
-    monkeypatch.setattr(checkpoint_module, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(checkpoint_module.RunCheckpoint, "save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         _train(data, tmp_path / "killed")
-    monkeypatch.setattr(checkpoint_module, "save_checkpoint", real_save)
+    monkeypatch.setattr(checkpoint_module.RunCheckpoint, "save", real_save)
+    assert not (tmp_path / "killed" / "steps.csv").exists()  # the per-step log lives in the checkpoint
     capsys.readouterr()
     assert _train(data, tmp_path / "killed") == 0
     assert "resumed from step 2" in capsys.readouterr().out
     resumed = torch.load(tmp_path / "killed" / "model.pt", weights_only=True)
     for k, v in straight.items():
         assert torch.allclose(v.float(), resumed[k].float(), atol=1e-6), k
-    steps = (tmp_path / "killed" / "steps.csv").read_text().splitlines()
-    assert [r.split(",")[0] for r in steps[1:]] == ["1", "2", "3", "4"]
+    steps = (tmp_path / "killed" / "steps.csv").read_text()
+    assert steps == (tmp_path / "straight" / "steps.csv").read_text()  # the whole log, file for file
+    assert [r.split(",")[0] for r in steps.splitlines()[1:]] == ["1", "2", "3", "4"]
+    assert not (tmp_path / "killed" / "ckpt" / "latest.pt").exists()  # a finished job keeps no checkpoint
 
 
 def test_transfer_from_backbone_weights(data: Path, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import torch
 from repro.gan import losses
 from repro.gan.arms import build_arm, generate, mgan_step
 from repro.gan.config import EXPERIMENT_DEFAULTS, experiment_config
+from repro.common.checkpoint import RunCheckpoint
 from repro.gan.engine import NonFiniteLossError, train
 from repro.gan.metrics import (
     histogram_edges,
@@ -235,21 +236,25 @@ def test_checkpoint_resume_gives_the_same_run(tmp_path) -> None:
             raise KeyboardInterrupt
         return sample(n)
 
+    def ckpt(run: str, logs: list[str] | None = None) -> RunCheckpoint:
+        return RunCheckpoint(tmp_path, {"run": run}, log=(logs if logs is not None else []).append)
+
     part = _tiny_setup("mgan")
     torch.manual_seed(1)
     with pytest.raises(KeyboardInterrupt):
-        train(part, sample_real=crashing, steps=20, checkpoint_dir=str(tmp_path), fingerprint="x", **kwargs)
+        train(part, sample_real=crashing, steps=20, ckpt=ckpt("x"), **kwargs)
     logs: list[str] = []
     resumed = _tiny_setup("mgan")
-    hist = train(resumed, sample_real=sample, steps=20, checkpoint_dir=str(tmp_path), fingerprint="x", log=logs.append, **kwargs)
+    hist = train(resumed, sample_real=sample, steps=20, ckpt=ckpt("x", logs), log=logs.append, **kwargs)
     assert "resumed from step 10" in logs
     assert [r["step"] for r in hist] == [r["step"] for r in hist_full] == [5, 10, 15, 20]
     for p, q in zip(resumed.generator.parameters(), full.generator.parameters()):
         assert torch.equal(p, q)
-    # another fingerprint (config/seed changed): the stale checkpoint is ignored
+    # another run's identity (config/seed changed): the old checkpoint is set aside, the run starts fresh
     logs.clear()
-    train(_tiny_setup("mgan"), sample_real=sample, steps=20, checkpoint_dir=str(tmp_path), fingerprint="y", log=logs.append, **kwargs)
-    assert any("starting fresh" in m for m in logs)
+    train(_tiny_setup("mgan"), sample_real=sample, steps=20, ckpt=ckpt("y", logs), log=logs.append, **kwargs)
+    assert any("belongs to another run" in m and "starting fresh" in m for m in logs), logs
+    assert (tmp_path / "latest.stale.pt").exists() and not any("resumed" in m for m in logs)
 
 
 def test_nan_loss_stops_with_a_clear_error() -> None:

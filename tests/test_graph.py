@@ -235,10 +235,21 @@ def test_context_net_resumes_from_checkpoint_and_stops_on_nan(tmp_path, capsys) 
         m = context_net(width=4, embed=4)
         return m, torch.optim.Adam(m.parameters(), lr=1e-3)
 
+    from repro.common.checkpoint import RunCheckpoint
+
+    def dies_at_step_5(rng):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt("killed")
+        return sampler(rng)
+
+    calls: list[int] = []
+    ckpt = RunCheckpoint(tmp_path, {"run": "context"})
     m, o = fresh()
-    train_context(m, o, sampler, steps=4, seed=0, device="cpu", ckpt_dir=str(tmp_path), ckpt_every=2)
+    with pytest.raises(KeyboardInterrupt):
+        train_context(m, o, dies_at_step_5, steps=6, seed=0, device="cpu", ckpt=ckpt, ckpt_every=2)
     m, o = fresh()
-    hist = train_context(m, o, sampler, steps=6, seed=0, device="cpu", ckpt_dir=str(tmp_path), ckpt_every=2)
+    hist = train_context(m, o, sampler, steps=6, seed=0, device="cpu", ckpt=ckpt, ckpt_every=2)
     assert "resumed from step 4" in capsys.readouterr().err
     assert [h["step"] for h in hist] == list(range(6))
     ref, ref_o = fresh()

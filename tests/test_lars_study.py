@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 import repro.lars.study as study
+from repro.common.checkpoint import RunCheckpoint
 from repro.common.claims import read_claims
 from repro.lars.cli import main
 from repro.lars.data import Split, load_cifar10, load_classification, prepare
@@ -86,22 +87,22 @@ def test_gradient_accumulation_equals_the_full_batch_gradient() -> None:
 def test_interrupted_cell_resumes_to_the_same_result(tmp_path: Path, monkeypatch, capsys) -> None:
     data = prepare(_arrays(), val_fraction=0.2)
     kwargs = dict(model_name="alexnet_bn", arm="lars", batch=8, epochs=1, seeds=[0, 1])
-    clean = study.run_cell(data, CFG, ckpt_dir=str(tmp_path / "clean"), **kwargs)
+    clean = study.run_cell(data, CFG, ckpt=RunCheckpoint(tmp_path / "clean", {"cell": 1}), **kwargs)
 
-    real_save = study.save_checkpoint
+    real_save = RunCheckpoint.save
     calls = {"n": 0}
 
-    def crash_after_third_save(ckpt_dir, state):  # dies mid-run, after a mid-run checkpoint
-        real_save(ckpt_dir, state)
+    def crash_after_third_save(self, state):  # dies mid-run, after a mid-run checkpoint
+        real_save(self, state)
         calls["n"] += 1
         if calls["n"] == 3 and state["current"] is not None:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(study, "save_checkpoint", crash_after_third_save)
+    monkeypatch.setattr(RunCheckpoint, "save", crash_after_third_save)
     with pytest.raises(KeyboardInterrupt):
-        study.run_cell(data, CFG, ckpt_dir=str(tmp_path / "crash"), **kwargs)
-    monkeypatch.setattr(study, "save_checkpoint", real_save)
-    resumed = study.run_cell(data, CFG, ckpt_dir=str(tmp_path / "crash"), **kwargs)
+        study.run_cell(data, CFG, ckpt=RunCheckpoint(tmp_path / "crash", {"cell": 1}), **kwargs)
+    monkeypatch.setattr(RunCheckpoint, "save", real_save)
+    resumed = study.run_cell(data, CFG, ckpt=RunCheckpoint(tmp_path / "crash", {"cell": 1}), **kwargs)
     assert "resumed from step" in capsys.readouterr().err
     assert resumed["chosen_lr_ref"] == clean["chosen_lr_ref"]
     for a, b in zip(clean["runs"], resumed["runs"]):

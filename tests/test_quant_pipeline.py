@@ -73,10 +73,17 @@ def test_run_resume_and_aggregate(tmp_path: Path, capfd: pytest.CaptureFixture) 
     assert res["provenance"]["seed"] == 0 and res["provenance"]["stage"] == "quant"
     weights = torch.load(tmp_path / "s0.pt", weights_only=True)
     assert set(weights) == {"dense", "pruned"}
-    # kill-and-rerun: training resumes from the checkpoint instead of starting over
+    # a finished job keeps no checkpoint: a rerun (e.g. --forcerun) trains afresh, to the same numbers
+    assert not list(ckpt.rglob("*.pt"))
     capfd.readouterr()
     assert _run(tmp_path, data, 0, cfg, ckpt) == 0
-    assert "resumed from step" in capfd.readouterr().err
+    assert "resumed from step" not in capfd.readouterr().err
+    again = json.loads((tmp_path / "s0.json").read_text())
+    def numbers(result: dict) -> list:
+        return [{k: v for k, v in r.items() if not k.endswith(("_s", "seconds"))}
+                for sweep in result["sweeps"].values() for r in sweep]
+
+    assert numbers(again) == numbers(res) and again["train"] == res["train"]
 
     assert _run(tmp_path, data, 1, cfg) == 0
     out = tmp_path / "agg"

@@ -1,6 +1,7 @@
 # The one place with Python logic: config validation, stage config as JSON, input functions.
 import json
 import os
+import sys
 
 from snakemake.utils import validate
 
@@ -26,12 +27,17 @@ def _validate_config(cfg):
 
 _validate_config(config)
 
-# Rules call `python -m repro.<stage>`; make the package importable even where it is not
-# pip-installed (conda envs via --sdm conda, cluster nodes with --export=ALL).
+# Rules call `python -m repro.<stage>` (and `torchrun`): every job, local or SLURM (sbatch exports
+# this environment), runs the interpreter that runs Snakemake, i.e. the project's venv, without the
+# user activating anything; and the package is importable even where it is not pip-installed (conda
+# envs via --sdm conda, cluster nodes with --export=ALL).
 os.environ.update(
+    PATH=os.pathsep.join(
+        p for p in [os.path.dirname(sys.executable), os.environ.get("PATH", "")] if p
+    ),
     PYTHONPATH=os.pathsep.join(
         p for p in [os.path.join(workflow.basedir, "src"), os.environ.get("PYTHONPATH", "")] if p
-    )
+    ),
 )
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

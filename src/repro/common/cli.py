@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,63 @@ def add_common_args(parser: argparse.ArgumentParser, *, seed: bool = True) -> ar
     """Add ``--config``, ``--threads`` and (optionally) ``--seed`` to ``parser``."""
     parser.add_argument("--config", type=parse_config, default={}, help="stage config: inline JSON or a JSON/YAML file")
     parser.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads (the rule's `threads`)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an expected error (run_cli)")
     if seed:
         parser.add_argument("--seed", type=int, default=0, help="random seed")
     return parser
+
+
+# Exit codes of every `python -m repro.<stage>` (the runner below owns them).
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2  # a missing/unreadable input or a bad config value; the message names it
+EXIT_NON_FINITE = 3  # training diverged (NaN/inf loss)
+EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C); a checkpointed job resumes on the next run
+
+# Errors a user can cause and fix (bad input, bad config, unreachable server): one line, no traceback.
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, NotADirectoryError,
+                                                     IsADirectoryError, PermissionError, ConnectionError)
+
+
+def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None,
+            *, prog: str | None = None) -> int:
+    """Run a stage's ``main(argv)`` and turn its failures into one line on stderr and an exit code.
+
+    Bad input (:data:`EXPECTED_ERRORS`, download errors) exits 2, a non-finite loss 3, Ctrl-C 130, each
+    with one line naming the problem. ``--debug`` anywhere in ``argv`` (or ``REPRO_DEBUG=1``) is
+    removed before ``main`` sees it and makes these errors show their traceback; any other exception
+    is a bug and always does.
+    """
+    import os
+    import sys
+    import traceback
+    import urllib.error
+
+    from repro.common.errors import NonFiniteLossError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("REPRO_DEBUG", "") not in ("", "0")
+    args = [a for a in args if a != "--debug"]
+    prog = prog or os.path.basename(sys.argv[0] or "repro")
+    command = next((a for a in args if not a.startswith("-")), "")
+
+    def fail(code: int, exc: BaseException) -> int:
+        if debug:
+            traceback.print_exc()
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        hint = "" if debug else " (--debug shows the traceback)"
+        print(f"{prog} {command}: error: {text}{hint}", file=sys.stderr, flush=True)
+        return code
+
+    try:
+        rc = main(args)
+    except KeyboardInterrupt as exc:
+        return fail(EXIT_INTERRUPTED, exc or KeyboardInterrupt("interrupted"))
+    except (NonFiniteLossError, FloatingPointError) as exc:
+        return fail(EXIT_NON_FINITE, exc)
+    except EXPECTED_ERRORS + (urllib.error.URLError,) as exc:
+        return fail(EXIT_BAD_INPUT, exc)
+    except Exception as exc:  # noqa: BLE001 - downloads' own errors are bad input too; the rest are bugs
+        if type(exc).__module__ == "repro.data.download":
+            return fail(EXIT_BAD_INPUT, exc)
+        raise
+    return EXIT_OK if rc is None else int(rc)

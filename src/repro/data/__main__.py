@@ -1,5 +1,7 @@
 import sys
 
+from repro.common.cli import run_cli
 from repro.data.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(run_cli(main, prog="python -m repro.data"))

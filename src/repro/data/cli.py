@@ -86,7 +86,3 @@ def main(argv: list[str] | None = None) -> int:
     write_provenance(args.out, args.config, args.seed, started=started, stage=f"data.{args.what}")
     print(f"[repro.data {args.what}] wrote {args.out} in {time.perf_counter() - t0:.1f}s: {stats}", file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

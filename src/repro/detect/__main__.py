@@ -1,6 +1,7 @@
 import sys
 
+from repro.common.cli import run_cli
 from repro.detect.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main, prog="python -m repro.detect"))

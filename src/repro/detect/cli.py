@@ -22,7 +22,15 @@ import sys
 import time
 from pathlib import Path
 from repro.common.cli import add_common_args
-from repro.detect.config import resolve_config
+from repro.common.config import check_config
+from repro.detect.config import RULE_KEYS, resolve_config
+
+
+# Config keys that change how a run is carried out but not its numbers: a checkpoint made under other
+# values of these is still this run's.
+NOT_SHAPING_RUN = ("checkpoint_every", "num_workers", "cache_images", "eval_batch_size", "models", "seeds",
+                   "transfer")
+
 
 def _device(name: str):
     import torch
@@ -61,13 +69,13 @@ def _train_ranked(args: argparse.Namespace, cfg: dict, started: str, info, devic
     """Train (every rank), then evaluate and write the outputs (rank 0)."""
     import torch
 
-    from repro.common.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+    from repro.common.checkpoint import RunCheckpoint, rng_state, run_identity, set_rng_state
     from repro.common.distributed import unwrap, wrap_model
     from repro.common.io import atomic_write_json
     from repro.common.provenance import provenance_record
     from repro.detect.backbone import build_body, freeze_layers, load_backbone_weights
     from repro.detect.data import CocoDetection, eval_loader, find_splits, train_loader
-    from repro.detect.engine import NonFiniteLossError, evaluate_model, lr_at, train
+    from repro.detect.engine import NonFiniteLossError, evaluate_model, lr_at, train, write_train_log
     from repro.detect.metrics import coco_from_dict, evaluate_bbox, evaluate_proposals, voc07_map50
     from repro.detect.models import DetectorSettings, build_detector
 
@@ -95,39 +103,40 @@ def _train_ranked(args: argparse.Namespace, cfg: dict, started: str, info, devic
     optimizer = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
 
     total = int(cfg["iterations"])
-    start, train_s_before, recent = 0, 0.0, None
-    ckpt = load_checkpoint(args.checkpoint_dir)
-    if ckpt is not None:
-        if ckpt.get("model_name") != args.model or ckpt.get("config") != cfg:
-            raise ValueError(f"{args.checkpoint_dir}: the checkpoint is of another model/config; delete it to restart")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        set_rng_state(ckpt["rng"])
-        start, train_s_before = int(ckpt["step"]), float(ckpt["train_s"])
-        recent = ckpt.get("recent_losses")
+    start, train_s_before, recent, log_rows = 0, 0.0, None, None
+    ckpt = RunCheckpoint(args.checkpoint_dir, run_identity(
+        stage="detect.train", config=cfg, seed=args.seed, ignore=NOT_SHAPING_RUN,
+        inputs={"data": args.data, "backbone": args.backbone_weights}, model=args.model, transfer=args.transfer,
+    ), is_main=info.is_main)
+    state = ckpt.resume()
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        start, train_s_before = int(state["step"]), float(state["train_s"])
+        recent, log_rows = state["recent_losses"], state["log"].tolist()
         print(f"resumed from step {start}", flush=True)
 
     t0 = time.perf_counter()
 
-    def checkpoint(step: int, recent_losses: dict[str, list[float]]) -> None:
-        if args.checkpoint_dir is not None and info.is_main:
-            save_checkpoint(args.checkpoint_dir, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                "rng": rng_state(), "train_s": train_s_before + time.perf_counter() - t0,
-                "config": cfg, "model_name": args.model, "recent_losses": recent_losses,
-            })
+    def checkpoint(step: int, recent_losses: dict[str, list[float]], rows: list[list[float]]) -> None:
+        ckpt.save({
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+            "rng": rng_state(), "train_s": train_s_before + time.perf_counter() - t0,
+            "recent_losses": recent_losses, "log": torch.tensor(rows, dtype=torch.float64),
+        })
 
     decay_steps = [int(round(f * total)) for f in cfg["lr_decay_at"]]
     loader = train_loader(train_set, batch_size=cfg["batch_size"], seed=args.seed, start=start, total=total,
                           hflip=cfg["hflip"], num_workers=cfg["num_workers"], rank=info.rank,
                           world_size=info.world_size)
     try:
-        final_losses = train(
+        final_losses, log_rows = train(
             net, optimizer, loader, device=device, start_step=start, total_steps=total,
             lr_fn=lambda s: lr_at(s, base_lr=cfg["lr"], warmup_iters=cfg["warmup_iters"],
                                   warmup_factor=cfg["warmup_factor"], steps=decay_steps, gamma=cfg["lr_gamma"]),
             grad_clip=cfg["grad_clip"], checkpoint_every=cfg["checkpoint_every"], save_checkpoint=checkpoint,
-            metrics_csv=args.metrics_csv if info.is_main else None, recent=recent, dist=info,
+            recent=recent, log_rows=log_rows, dist=info,
         )
     except NonFiniteLossError as exc:
         print(f"[detect train] ERROR: {exc}", file=sys.stderr, flush=True)
@@ -135,6 +144,8 @@ def _train_ranked(args: argparse.Namespace, cfg: dict, started: str, info, devic
     train_s = train_s_before + time.perf_counter() - t0
     if not info.is_main:
         return 0
+    if args.metrics_csv is not None:
+        write_train_log(args.metrics_csv, log_rows)
     if args.weights_out is not None:
         _save_weights(args.weights_out, model.state_dict())
 
@@ -173,6 +184,7 @@ def _train_ranked(args: argparse.Namespace, cfg: dict, started: str, info, devic
         "provenance": provenance_record(cfg, args.seed, started=started, stage="detect"),
     }
     atomic_write_json(args.out, result)
+    ckpt.finish()
     print(f"[detect train] {args.model} seed {args.seed}: AP {bbox['AP']:.3f} AP_s {bbox['AP_s']:.3f}"
           f" AR1k {rpn['AR1k']:.3f} train {train_s:.0f}s infer {out['infer_s_per_img']:.3f}s/img", flush=True)
     return 0
@@ -227,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     from repro.common.runtime import configure_threads
 
     configure_threads(args.threads)
+    check_config(args.config, "detect", ignore=RULE_KEYS)  # before any work: a bad value is named
+    check_config(resolve_config(args.config), "detect")
     if args.command == "train":
         return _train(args)  # seeds everything first
     return _aggregate(args, transfer=args.command == "transfer-aggregate")

@@ -1,8 +1,8 @@
 """Training loop and inference for torchvision Faster R-CNN models.
 
 :func:`train` is deliberately a single code path: SGD steps over an iterable of batches on one
-device, with the LR schedule of :func:`lr_at`, gradient-norm clipping, a NaN check, a per-step CSV,
-and a checkpoint every N steps through ``repro.common.checkpoint`` so a killed job resumes. Under DDP
+device, with the LR schedule of :func:`lr_at`, gradient-norm clipping, a NaN check, a per-step log kept in
+the checkpoint (so a resumed run writes the same log), and a checkpoint every N steps through ``repro.common.checkpoint`` so a killed job resumes. Under DDP
 (``repro.common.distributed``) the model is wrapped, each rank's loader yields its share of every
 global batch, the logged losses are averaged over ranks (the same NaN verdict on every rank) and the
 per-image sampling is keyed by the batch slot, so N ranks train what one process does. :func:`infer` runs one pass that
@@ -11,7 +11,6 @@ returns both the RPN proposals (for Table 1's recall) and the final detections (
 
 from __future__ import annotations
 
-import csv
 import math
 import sys
 import time
@@ -27,11 +26,12 @@ from torchvision.models.detection.transform import resize_boxes
 from tqdm import tqdm
 
 from repro.common.distributed import DistInfo, all_reduce_mean, unwrap
+from repro.common.errors import NonFiniteLossError
+from repro.common.io import atomic_write_bytes
 from repro.detect.models import set_sampling_keys
 
 
-class NonFiniteLossError(RuntimeError):
-    """A training loss became NaN/inf; the CLI turns it into a non-zero exit with this message."""
+__all__ = ["NonFiniteLossError", "evaluate_model", "infer", "lr_at", "train", "write_train_log"]
 
 
 def lr_at(step: int, *, base_lr: float, warmup_iters: int, warmup_factor: float, steps: Sequence[int],
@@ -48,13 +48,14 @@ def lr_at(step: int, *, base_lr: float, warmup_iters: int, warmup_factor: float,
     return base_lr * factor
 
 
-def _csv_rows_up_to(path: Path, step: int) -> list[list[str]]:
-    """Header and rows with ``step <= step`` of an existing per-step CSV (empty for a fresh run)."""
-    if step == 0 or not path.exists():
-        return []
-    with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
-    return rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= step]
+LOG_COLUMNS = ("step", "lr", "loss", "loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg")
+
+
+def write_train_log(path: Path, rows: Sequence[Sequence[float]]) -> None:
+    """The per-step log (one row per step, :data:`LOG_COLUMNS`) as CSV, written atomically."""
+    lines = [",".join(LOG_COLUMNS)]
+    lines += [",".join([str(int(r[0]))] + [f"{v:.6g}" for v in r[1:]]) for r in rows]
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
 
 
 def _to_device(images: list[Tensor], targets: list[dict], device: torch.device):
@@ -65,77 +66,62 @@ def _to_device(images: list[Tensor], targets: list[dict], device: torch.device):
 
 def train(model: FasterRCNN, optimizer: torch.optim.Optimizer, batches: Iterable, *, device: torch.device,
           start_step: int, total_steps: int, lr_fn: Callable[[int], float], grad_clip: float | None,
-          checkpoint_every: int, save_checkpoint: Callable[[int, dict[str, list[float]]], None],
-          metrics_csv: Path | None = None, log_every: int = 10, recent: dict[str, list[float]] | None = None,
-          dist: DistInfo | None = None) -> dict[str, float]:
+          checkpoint_every: int, save_checkpoint: Callable[[int, dict[str, list[float]], list[list[float]]], None],
+          log_every: int = 10, recent: dict[str, list[float]] | None = None,
+          log_rows: list[list[float]] | None = None, dist: DistInfo | None = None
+          ) -> tuple[dict[str, float], list[list[float]]]:
     """Train ``model`` from ``start_step`` to ``total_steps`` on ``batches`` (one (images, targets) per step).
 
-    ``save_checkpoint(step, recent)`` is called every ``checkpoint_every`` steps and at the end, with the
-    last ``log_every`` values of each loss (``recent``, restored on resume so the returned means are those
-    of an uninterrupted run). Returns the mean of each loss over the last ``log_every`` steps. Raises
-    :class:`NonFiniteLossError` on a NaN/inf loss. ``model`` may be DDP-wrapped (``dist``: this rank).
+    ``save_checkpoint(step, recent, log_rows)`` is called every ``checkpoint_every`` steps and at the end,
+    with the last ``log_every`` values of each loss (``recent``) and the per-step log so far (one row of
+    :data:`LOG_COLUMNS` per step); both are restored on resume, so the returned means and log are those of
+    an uninterrupted run. Returns (mean of each loss over the last ``log_every`` steps, the per-step log).
+    Raises :class:`NonFiniteLossError` on a NaN/inf loss. ``model`` may be DDP-wrapped (``dist``: this rank).
     """
     dist = dist or DistInfo()
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     recent = {k: list(v) for k, v in (recent or {}).items()}
-    writer, fh = None, None
-    if metrics_csv is not None:
-        kept = _csv_rows_up_to(metrics_csv, start_step)  # drop rows logged after the checkpoint we resume from
-        fh = open(metrics_csv, "w", newline="")
-        writer = csv.writer(fh)
-        for r in kept:
-            writer.writerow(r)
-    try:
-        bar = tqdm(total=total_steps, initial=start_step, desc="train", file=sys.stderr, mininterval=5.0,
-                   disable=not dist.is_main)
-        step = start_step
-        for images, targets in batches:
-            if step >= total_steps:
-                break
-            lr = lr_fn(step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            keys = [tuple(int(v) for v in t.pop("sample_key").tolist()) for t in targets]
-            set_sampling_keys(unwrap(model), keys)  # per-image RPN/RoI sampling streams (seed, step, slot)
-            images, targets = _to_device(images, targets, device)
-            losses = model(images, targets)  # loss_classifier, loss_box_reg, loss_objectness, loss_rpn_box_reg
-            loss = sum(losses.values())
-            # this step's losses of the global batch (mean over ranks), the same on every rank
-            logged = dict(zip(["loss", *losses], all_reduce_mean(torch.stack([loss, *losses.values()]).detach(),
-                                                                 dist).tolist()))
-            if not all(math.isfinite(v) for v in logged.values()):
-                detail = ", ".join(f"{k}={v:.4g}" for k, v in logged.items() if k != "loss")
-                raise NonFiniteLossError(f"non-finite training loss at step {step} (lr {lr:.4g}): {detail}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, grad_clip)
-            optimizer.step()
-            step += 1
-            row = OrderedDict(step=step, lr=lr, **logged)
-            for k, v in row.items():
-                if k not in ("step", "lr"):
-                    recent.setdefault(k, []).append(v)
-                    recent[k] = recent[k][-log_every:]
-            if writer is not None:
-                if fh.tell() == 0:
-                    writer.writerow(row.keys())
-                writer.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in row.values()])
-            bar.update(1)
-            if step % log_every == 0:
-                bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.3g}")
-            if step % checkpoint_every == 0 or step == total_steps:
-                if fh is not None:
-                    fh.flush()
-                save_checkpoint(step, recent)
-        bar.close()
-        if step < total_steps:
-            raise RuntimeError(f"the data loader ran out at step {step} of {total_steps}")
-    finally:
-        if fh is not None:
-            fh.close()
-    return {k: sum(v) / len(v) for k, v in recent.items()}
+    rows = [list(r) for r in (log_rows or [])]
+    bar = tqdm(total=total_steps, initial=start_step, desc="train", file=sys.stderr, mininterval=5.0,
+               disable=not dist.is_main)
+    step = start_step
+    for images, targets in batches:
+        if step >= total_steps:
+            break
+        lr = lr_fn(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        keys = [tuple(int(v) for v in t.pop("sample_key").tolist()) for t in targets]
+        set_sampling_keys(unwrap(model), keys)  # per-image RPN/RoI sampling streams (seed, step, slot)
+        images, targets = _to_device(images, targets, device)
+        losses = model(images, targets)  # loss_classifier, loss_box_reg, loss_objectness, loss_rpn_box_reg
+        loss = sum(losses.values())
+        # this step's losses of the global batch (mean over ranks), the same on every rank
+        logged = dict(zip(["loss", *losses], all_reduce_mean(torch.stack([loss, *losses.values()]).detach(),
+                                                             dist).tolist()))
+        if not all(math.isfinite(v) for v in logged.values()):
+            detail = ", ".join(f"{k}={v:.4g}" for k, v in logged.items() if k != "loss")
+            raise NonFiniteLossError(f"non-finite training loss at step {step} (lr {lr:.4g}): {detail}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        optimizer.step()
+        step += 1
+        for k, v in logged.items():
+            recent.setdefault(k, []).append(v)
+            recent[k] = recent[k][-log_every:]
+        rows.append([step, lr, *(logged[c] for c in LOG_COLUMNS[2:])])
+        bar.update(1)
+        if step % log_every == 0:
+            bar.set_postfix(loss=f"{logged['loss']:.3f}", lr=f"{lr:.3g}")
+        if step % checkpoint_every == 0 or step == total_steps:
+            save_checkpoint(step, recent, rows)
+    bar.close()
+    if step < total_steps:
+        raise RuntimeError(f"the data loader ran out at step {step} of {total_steps}")
+    return {k: sum(v) / len(v) for k, v in recent.items()}, rows
 
 
 @torch.no_grad()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import io
 import json
 import sys
@@ -103,11 +102,6 @@ def cmd_scorer(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- train
 
 
-def _fingerprint(cfg: dict, experiment: str, arm: str, seed: int) -> str:
-    text = json.dumps({"cfg": cfg, "experiment": experiment, "arm": arm, "seed": seed}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def _write_csv(path: Path, rows: list[dict]) -> None:
     keys: list[str] = []
     for row in rows:
@@ -135,6 +129,7 @@ def _train_ranked(args: argparse.Namespace, dist_info, device) -> int:
     """Train on every rank (one process: the only one); rank 0 writes samples, weights and results."""
     import torch
 
+    from repro.common.checkpoint import RunCheckpoint, run_identity
     from repro.gan.arms import build_arm, check_world_size, generate
     from repro.gan.config import experiment_config, stage_config
     from repro.gan.data import MIXTURE_DATASETS, load_images, load_mixture, to_unit_range
@@ -198,11 +193,16 @@ def _train_ranked(args: argparse.Namespace, dist_info, device) -> int:
         log(f"step {step}: {brief}")
         return out
 
+    ckpt = RunCheckpoint(args.checkpoint_dir, run_identity(
+        stage="gan.train", seed=args.seed, experiment=args.experiment, arm=args.arm,
+        config={**{k: cfg[k] for k in ("inception_weights", "metrics")},
+                "experiment": {k: v for k, v in exp.items() if k not in ("arms", "checkpoint_every")}},
+        inputs={"data": args.inp, "scorer": args.scorer},
+    ), is_main=dist_info.is_main, log=log)
     try:
         history = train(
             setup, sample_real=sample_real, steps=exp["steps"], batch_size=exp["batch_size"], device=device,
-            evaluate=evaluate, eval_every=exp["eval_every"], checkpoint_dir=args.checkpoint_dir,
-            checkpoint_every=exp["checkpoint_every"], fingerprint=_fingerprint(cfg, args.experiment, args.arm, args.seed),
+            evaluate=evaluate, eval_every=exp["eval_every"], ckpt=ckpt, checkpoint_every=exp["checkpoint_every"],
             dist=dist_info,
         )
     except NonFiniteLossError as exc:
@@ -241,6 +241,7 @@ def _train_ranked(args: argparse.Namespace, dist_info, device) -> int:
     else:
         result["scorer"] = {k: scorer_info[k] for k in ("kind", "test_accuracy", "real_test_is")}
     atomic_write_json(args.out, result)
+    ckpt.finish()
     _log(f"done in {result['seconds']['total']:.1f} s (train {final['train_s']:.1f} s, eval {eval_s[0]:.1f} s)")
     return 0
 
@@ -322,6 +323,11 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    from repro.common.config import check_config
+    from repro.gan.config import stage_config
+
+    check_config(args.config, "gan")  # before any work: a bad value is named
+    check_config(stage_config(args.config), "gan")
     configure_threads(args.threads)
     seed_everything(getattr(args, "seed", 0))
     try:

@@ -26,23 +26,21 @@ from typing import Any, Callable
 import torch
 from tqdm import tqdm
 
-from repro.common.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from repro.common.checkpoint import RunCheckpoint, rng_state, set_rng_state
 from repro.common.distributed import DistInfo, all_reduce_mean, shard
+from repro.common.errors import NonFiniteLossError
 from repro.gan.arms import ArmSetup, sample_noise
 
-
-class NonFiniteLossError(FloatingPointError):
-    """A loss became NaN or infinite."""
+__all__ = ["NonFiniteLossError", "shard_noise", "train"]
 
 
-def _state(setup: ArmSetup, step: int, history: list[dict], device: torch.device, fingerprint: str,
+def _state(setup: ArmSetup, step: int, history: list[dict], device: torch.device,
            running: dict[str, Any]) -> dict[str, Any]:
     rng = rng_state()
     if device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(device)
     return {
         "arm": setup.arm,
-        "fingerprint": fingerprint,
         "step": step,
         "nets": {k: v.state_dict() for k, v in setup.nets.items()},
         "opts": {k: v.state_dict() for k, v in setup.opts.items()},
@@ -53,8 +51,6 @@ def _state(setup: ArmSetup, step: int, history: list[dict], device: torch.device
 
 
 def _restore(setup: ArmSetup, state: dict[str, Any], device: torch.device) -> None:
-    if state.get("arm") != setup.arm:
-        raise ValueError(f"checkpoint is for arm {state.get('arm')!r}, not {setup.arm!r}; use another --checkpoint-dir")
     for k, net in setup.nets.items():
         net.load_state_dict(state["nets"][k])
     for k, opt in setup.opts.items():
@@ -82,16 +78,16 @@ def train(
     device: torch.device,
     evaluate: Callable[[int], dict[str, Any]],
     eval_every: int,
-    checkpoint_dir: str | None = None,
+    ckpt: RunCheckpoint | None = None,
     checkpoint_every: int = 0,
-    fingerprint: str = "",
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
     dist: DistInfo | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``setup`` for ``steps`` iterations; returns the metric history (one row per evaluation).
 
-    ``fingerprint`` (e.g. a hash of config, arm and seed) is stored in the checkpoint; a checkpoint
-    with another fingerprint is ignored, so a changed config never resumes a stale run.
+    ``ckpt`` is this run's checkpoint (its identity covers config, arm, seed and inputs): resumed from
+    if it is this run's, saved every ``checkpoint_every`` steps; the caller deletes it once the outputs
+    are written.
     Each row: ``step``, the evaluation's metrics, the mean of every loss term since the previous
     row (``loss_d``, ``loss_g``, …) and ``train_s`` (wall seconds of training so far, evaluation excluded).
     ``dist``: this rank under DDP (module docstring); ``log`` and the progress bar are rank 0's.
@@ -101,10 +97,7 @@ def train(
         log = lambda msg: None  # noqa: E731
     history: list[dict[str, Any]] = []
     start = 0
-    state = load_checkpoint(checkpoint_dir)
-    if state is not None and state.get("fingerprint", "") != fingerprint:
-        log(f"checkpoint in {checkpoint_dir} was made with another config/arm/seed; starting fresh")
-        state = None
+    state = ckpt.resume() if ckpt is not None else None
     if state is not None:
         _restore(setup, state, device)
         start, history = int(state["step"]), list(state["history"])
@@ -138,8 +131,8 @@ def train(
             history.append(row)
             sums, count = {}, 0
             tick = time.perf_counter()
-        if dist.is_main and checkpoint_dir is not None and checkpoint_every > 0 and (
+        if dist.is_main and ckpt is not None and checkpoint_every > 0 and (
                 done % checkpoint_every == 0 or done == steps):
             running = {"sums": dict(sums), "count": count, "train_s": train_s + time.perf_counter() - tick}
-            save_checkpoint(checkpoint_dir, _state(setup, done, history, device, fingerprint, running))
+            ckpt.save(_state(setup, done, history, device, running))
     return history

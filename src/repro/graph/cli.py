@@ -170,6 +170,7 @@ def cmd_features(args: argparse.Namespace) -> dict:
     else:
         import torch
 
+        from repro.common.checkpoint import RunCheckpoint, run_identity
         from repro.graph.engine import train_context
         from repro.graph.features import context_features, sample_context_batch
         from repro.graph.models import context_net
@@ -180,9 +181,12 @@ def cmd_features(args: argparse.Namespace) -> dict:
         model = context_net(width=int(cfg["width"]), embed=int(cfg["embed"])).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]))
         # all nodes (A, A', short ends) are training images for the context task; read from the memmap
+        ckpt = RunCheckpoint(args.checkpoint_dir, run_identity(
+            stage="graph.features", config=cfg, seed=args.seed, ignore=("ckpt_every", "device"),
+            inputs={"patches": args.patches, "nodes": args.nodes}, kind=args.kind))
         history = train_context(model, opt, lambda rng: sample_context_batch(patches, int(cfg["batch"]), rng),
                                 steps=int(cfg["steps"]), seed=args.seed, device=device,
-                                ckpt_dir=args.checkpoint_dir, ckpt_every=int(cfg["ckpt_every"]))
+                                ckpt=ckpt, ckpt_every=int(cfg["ckpt_every"]))
         x = context_features(model, patches, rows=mined, grid=int(cfg["grid"]), device=device)
         if args.weights:
             import io
@@ -198,6 +202,8 @@ def cmd_features(args: argparse.Namespace) -> dict:
                    device=device)
     _savez(args.out, node=mined.astype(np.int64), x=x.astype(np.float32))
     write_provenance(args.out, {**cfg, "kind": args.kind}, args.seed, started=args.started, stage="graph.features")
+    if args.kind != "hog":
+        ckpt.finish()
     out["dim"] = int(x.shape[1]) if x.ndim == 2 else 0
     return out
 
@@ -318,8 +324,21 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The schema sections each command's --config draws its keys from (the rules pass these sections;
+# a key missing from a direct CLI call takes the schema's default). ``claims`` gets a description only.
+SECTIONS = {"mine": ("graph.mine",), "merge": ("graph.mine",), "figure": ("graph.mine",),
+            "features": ("graph.features", "graph"), "build": ("graph.build", "graph")}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    if args.command in SECTIONS:
+        from repro.common.config import check_config, section_defaults
+
+        first = SECTIONS[args.command][0]
+        check_config(args.config, SECTIONS[args.command])  # before any work: a bad value is named
+        args.config = {**section_defaults(first), **args.config}
+        check_config(args.config, SECTIONS[args.command])
     configure_threads(args.threads)
     seed_everything(args.seed)
     args.started = now_iso()
@@ -335,7 +354,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[repro.graph {args.command}] done in {time.perf_counter() - t0:.1f}s: {json.dumps(summary, default=str)}",
           file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """Training loop of the context-prediction net (Doersch et al. 2015 8-way relative position, TI's [9]).
 
 One code path for CPU and GPU (the device comes from the caller), checkpoints every
-``ckpt_every`` steps in ``ckpt_dir`` with automatic resume (the log says "resumed from step N"),
+``ckpt_every`` steps in ``ckpt_dir`` with automatic resume of this run's checkpoint (the log says "resumed from step N"),
 a NaN/inf loss stops the run with an error naming the step.  Batches are drawn from a generator
 seeded by (seed, step), so a resumed run sees the same batches as an uninterrupted one.
 """
@@ -15,13 +15,12 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from repro.common.checkpoint import load_checkpoint, save_checkpoint
+from repro.common.checkpoint import RunCheckpoint
+from repro.common.errors import NonFiniteLossError
+
+__all__ = ["NonFiniteLossError", "train_context"]
 
 Sampler = Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray, np.ndarray]]
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite."""
 
 
 def train_context(
@@ -32,17 +31,21 @@ def train_context(
     steps: int,
     seed: int,
     device: torch.device | str,
-    ckpt_dir: str | None = None,
+    ckpt: RunCheckpoint | None = None,
     ckpt_every: int = 100,
 ) -> list[dict[str, float]]:
-    """Train ``model`` on ``steps`` batches from ``sampler``; returns per-step {step, loss, acc}."""
+    """Train ``model`` on ``steps`` batches from ``sampler``; returns per-step {step, loss, acc}.
+
+    ``ckpt`` (this run's checkpoint) is saved every ``ckpt_every`` steps and resumed from if it is this
+    run's; the caller deletes it (``ckpt.finish()``) once the outputs are written.
+    """
     from tqdm import tqdm
 
     device = torch.device(device)
     model.to(device)
     history: list[dict[str, float]] = []
     start = 0
-    state = load_checkpoint(ckpt_dir)
+    state = ckpt.resume() if ckpt is not None else None
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -65,7 +68,7 @@ def train_context(
         optimizer.step()
         acc = (logits.argmax(1) == label_t).float().mean().item()
         history.append({"step": step, "loss": float(loss.item()), "acc": acc})
-        if ckpt_dir is not None and ((step + 1) % ckpt_every == 0 or step + 1 == steps):
-            save_checkpoint(ckpt_dir, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                       "step": step + 1, "history": history})
+        if ckpt is not None and ((step + 1) % ckpt_every == 0 or step + 1 == steps):
+            ckpt.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step + 1,
+                       "history": history})
     return history

@@ -54,7 +54,9 @@ def _device(name: str) -> Any:
 
 
 def _cell(args: argparse.Namespace) -> int:
+    from repro.common.checkpoint import RunCheckpoint, run_identity
     from repro.common.distributed import barrier, distributed
+    from repro.lars.study import NOT_SHAPING_RUN
     from repro.lars.data import load_classification, prepare
 
     cfg = args.config
@@ -64,16 +66,20 @@ def _cell(args: argparse.Namespace) -> int:
     _device(cfg["device"])  # a clear error for a device that is not there, before anything else
     arrays = load_classification(args.inp)
     with distributed(cfg["device"]) as (info, device):
+        ckpt = RunCheckpoint(args.checkpoint_dir, run_identity(
+            stage="lars.cell", config=cfg, seed=args.seed, ignore=NOT_SHAPING_RUN, inputs={"data": args.inp},
+            model=args.model, arm=args.arm, batch=args.batch, epochs=args.epochs), is_main=info.is_main)
         data = prepare(arrays, val_fraction=cfg["val_fraction"], device=device)
-        result = _cell_result(args, cfg, data, device, info, started)
+        result = _cell_result(args, cfg, data, device, info, started, ckpt)
         if info.is_main:
             atomic_write_json(args.out, result)
+            ckpt.finish()  # the cell's outputs are written: a later rerun starts fresh
         barrier(info)
     return 0
 
 
 def _cell_result(args: argparse.Namespace, cfg: dict[str, Any], data: Any, device: Any, info: Any,
-                 started: str) -> dict[str, Any]:
+                 started: str, ckpt: Any) -> dict[str, Any]:
     from repro.lars.study import run_cell
 
     seeds = [args.seed + i for i in range(cfg["seeds"])]
@@ -85,7 +91,7 @@ def _cell_result(args: argparse.Namespace, cfg: dict[str, Any], data: Any, devic
         file=sys.stderr,
     )
     result = run_cell(data, cfg, model_name=args.model, arm=args.arm, batch=args.batch, epochs=args.epochs,
-                      seeds=seeds, ckpt_dir=args.checkpoint_dir, dist=info)
+                      seeds=seeds, ckpt=ckpt, dist=info)
     return {
         "model": args.model,
         "arm": args.arm,
@@ -164,10 +170,9 @@ def _aggregate(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    from repro.common.config import check_config
+
+    check_config(args.config, "lars")  # before any work: a bad value is named
     configure_threads(args.threads)
     seed_everything(args.seed)
     return {"cell": _cell, "aggregate": _aggregate}[args.cmd](args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,7 +19,6 @@ same LR without communicating.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -27,7 +26,7 @@ from typing import Any
 
 import torch
 
-from repro.common.checkpoint import load_checkpoint, save_checkpoint
+from repro.common.checkpoint import RunCheckpoint
 from repro.common.distributed import DistInfo, unwrap, wrap_model
 from repro.lars.data import StudyData
 from repro.lars.engine import Diverged, TrainState, evaluate, steps_per_epoch, train
@@ -37,8 +36,8 @@ from repro.lars.optim import LARS, warmup_poly_schedule
 __all__ = ["choose_lr", "make_optimizer", "run_cell", "run_key", "scaled_lr"]
 
 ARMS = ("sgd", "lars")
-# Config keys that do not change a cell's results: a checkpoint written under other values still fits.
-_NOT_IN_FINGERPRINT = ("checkpoint_every", "device", "eval_batch", "threads", "runtime_min")
+# Config keys that do not change a cell's results (not part of its checkpoint's run identity).
+NOT_SHAPING_RUN = ("checkpoint_every", "device", "eval_batch", "threads", "runtime_min")
 
 
 def scaled_lr(lr_ref: float, batch: int, ref_batch: int, scaling: str) -> float:
@@ -188,15 +187,15 @@ def run_cell(
     batch: int,
     epochs: int,
     seeds: list[int],
-    ckpt_dir: str | None = None,
+    ckpt: RunCheckpoint | None = None,
     dist: DistInfo | None = None,
 ) -> dict[str, Any]:
     """Search the arm's LR grid with the first seed (best validation accuracy, as the paper picks
-    the best LR per batch), then train the remaining seeds at that LR; resumable from ``ckpt_dir``.
+    the best LR per batch), then train the remaining seeds at that LR; resumable from ``ckpt``.
 
-    The checkpoint holds the finished runs' results and the state of the run in progress, so an
-    interrupted job redoes at most ``checkpoint_every`` steps. A checkpoint of another cell or config
-    (its fingerprint differs) is a clear error rather than silently reused results.
+    The checkpoint (this cell's: its identity covers model, arm, batch, epochs, seeds, config and data)
+    holds the finished runs' results and the state of the run in progress, so an interrupted job redoes
+    at most ``checkpoint_every`` steps.
     Returns ``{"chosen_lr_ref", "runs"}``.
     """
     dist = dist or DistInfo()
@@ -204,25 +203,15 @@ def run_cell(
         raise ValueError(f"unknown arm {arm!r}; choose from {ARMS}")
     if not seeds:
         raise ValueError("need at least one seed")
-    fingerprint = json.dumps(
-        {"model": model_name, "arm": arm, "batch": batch, "epochs": epochs, "seeds": list(seeds),
-         "config": {k: v for k, v in cfg.items() if k not in _NOT_IN_FINGERPRINT}},
-        sort_keys=True,
-    )
-    ckpt = load_checkpoint(ckpt_dir) or {}
-    if ckpt and ckpt.get("fingerprint") != fingerprint:
-        raise ValueError(
-            f"{ckpt_dir}: the checkpoint there is of another cell or config (model, arm, batch, epochs,"
-            f" seeds or training settings differ from {model_name}/{arm}/B{batch}/E{epochs}); delete it to restart"
-        )
-    finished: list[dict[str, Any]] = list(ckpt.get("finished", []))
+    saved = (ckpt.resume() if ckpt is not None else None) or {}
+    finished: list[dict[str, Any]] = list(saved.get("finished", []))
     if finished:
         print(f"resumed from checkpoint: {len(finished)} finished runs", file=sys.stderr)
-    current = ckpt.get("current")
+    current = saved.get("current")
 
     def save(cur: dict[str, Any] | None) -> None:
-        if ckpt_dir is not None and dist.is_main:
-            save_checkpoint(ckpt_dir, {"fingerprint": fingerprint, "finished": finished, "current": cur})
+        if ckpt is not None:
+            ckpt.save({"finished": finished, "current": cur})
 
     def ensure(lr_ref: float, seed: int) -> None:
         key = run_key(lr_ref, seed)

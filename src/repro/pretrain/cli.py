@@ -46,6 +46,10 @@ from repro.common.provenance import now_iso, provenance_record, write_provenance
 from repro.common.runtime import configure_threads, seed_everything
 
 NET_KEYS = ("backbone", "width", "blocks", "hidden", "embed")
+# Config keys that change how a run is carried out but not its numbers (not in a checkpoint's identity).
+NOT_SHAPING_RUN = ("checkpoint_every", "device", "preload_gb", "runtime_min", "threads", "arms", "seeds", "eval")
+# The schema sections the --config keys come from: the rules add the detection backbone's keys.
+SECTIONS = ("pretrain", "detect")
 
 
 def _device(cfg: dict):
@@ -116,7 +120,7 @@ def _train_ranked(args: argparse.Namespace, dist_info, device) -> dict:
     """Train on every rank (one process: the only one), write the outputs on rank 0."""
     import torch
 
-    from repro.common.checkpoint import load_checkpoint, save_checkpoint
+    from repro.common.checkpoint import RunCheckpoint, run_identity
     from repro.common.distributed import wrap_model
     from repro.pretrain.data import PatchBank, check_arm, load_pairs, load_patches, select_pairs
     from repro.pretrain.engine import TrainState, make_optimizer, train
@@ -148,22 +152,19 @@ def _train_ranked(args: argparse.Namespace, dist_info, device) -> dict:
                          preload_bytes=float(cfg.get("preload_gb", 4.0)) * 1e9)
         ddp = wrap_model(net, dist_info, device)  # N ranks: DDP + synced BatchNorm; net stays the plain module
         opt = make_optimizer(net.parameters(), cfg.get("optimizer", {}))
-        run_key = {"config": json.loads(json.dumps(cfg)), "arm": arm, "seed": args.seed}
-        ckpt = load_checkpoint(args.checkpoint_dir)
-        if ckpt is not None and ckpt.get("run") == json.dumps(run_key, sort_keys=True):
-            net.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt["optimizer"])
-            state = TrainState(step=int(ckpt["step"]), rows=ckpt["rows"].tolist())
+        ckpt = RunCheckpoint(args.checkpoint_dir, run_identity(
+            stage="pretrain.train", config=cfg, seed=args.seed, arm=arm, ignore=NOT_SHAPING_RUN,
+            inputs={"patches": args.patches, "pairs": args.pairs}), is_main=dist_info.is_main)
+        saved = ckpt.resume()
+        if saved is not None:
+            net.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["optimizer"])
+            state = TrainState(step=int(saved["step"]), rows=saved["rows"].tolist())
             print(f"resumed from step {state.step}", file=sys.stderr)
-        elif ckpt is not None:
-            print("checkpoint belongs to another config/arm/seed: starting afresh", file=sys.stderr)
 
         def checkpoint(st: TrainState) -> None:
-            if not dist_info.is_main:
-                return
-            save_checkpoint(args.checkpoint_dir, {
-                "model": net.state_dict(), "optimizer": opt.state_dict(), "step": st.step,
-                "rows": torch.tensor(st.rows, dtype=torch.float64), "run": json.dumps(run_key, sort_keys=True)})
+            ckpt.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": st.step,
+                       "rows": torch.tensor(st.rows, dtype=torch.float64)})
 
         t0 = time.perf_counter()
         state = train(ddp, opt, bank, torch.from_numpy(bank.rows_of(pairs.a)), torch.from_numpy(bank.rows_of(pairs.b)),
@@ -185,6 +186,8 @@ def _train_ranked(args: argparse.Namespace, dist_info, device) -> dict:
         write_provenance(p, args.config, args.seed, started=args.started, stage="pretrain.train")
     info["provenance"] = provenance_record(args.config, args.seed, started=args.started, stage="pretrain.train")
     atomic_write_json(args.out_summary, info)
+    if trainable:
+        ckpt.finish()
     return {k: v for k, v in info.items() if k != "provenance"}
 
 
@@ -321,6 +324,9 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    from repro.common.config import check_config
+
+    check_config(args.config, SECTIONS)  # before any work: a bad value is named
     configure_threads(args.threads)
     seed_everything(getattr(args, "seed", 0))
     args.started = now_iso()
@@ -336,7 +342,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[repro.pretrain {args.command}] done in {time.perf_counter() - t0:.1f}s: {json.dumps(summary, default=str)}",
           file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -125,6 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from repro.common.checkpoint import RunCheckpoint, run_identity
     from repro.quant.data import augment_crop_flip, load_dataset
     from repro.quant.engine import TrainSpec, magnitude_masks, train
     from repro.quant.models import build_model
@@ -147,13 +148,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = TrainSpec(epochs=int(net_cfg["epochs"]), batch_size=int(net_cfg["batch_size"]), lr=float(net_cfg["lr"]),
                      weight_decay=float(net_cfg["weight_decay"]), schedule=net_cfg["schedule"], augment=bool(net_cfg["augment"]))
     optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
-    ckpt = Path(args.checkpoint_dir) if args.checkpoint_dir else None
+    ckpt_root = Path(args.checkpoint_dir) if args.checkpoint_dir else None
+
+    def checkpoint(phase: str) -> RunCheckpoint:
+        """The checkpoint of one training phase of this net (dense training, retraining after pruning)."""
+        return RunCheckpoint(ckpt_root / phase if ckpt_root else None, run_identity(
+            stage="quant.run", config={"net": net_cfg}, seed=args.seed, inputs={"data": args.inp},
+            net=args.net, phase=phase), log=log)
+
+    dense_ckpt = checkpoint("dense")
     augment = augment_crop_flip if spec.augment else None
     log(f"net {args.net}: {net_cfg['model']} on {net_cfg['dataset']} ({data.x_train.shape[0]} train, "
         f"{data.x_test.shape[0]} test) on {device}")
     train_info = train(model, optimizer, data.x_train, data.y_train, spec, seed=args.seed,
-                       ckpt_dir=str(ckpt / "dense") if ckpt else None, ckpt_every=int(cfg["checkpoint_every"]),
-                       augment=augment, config=cfg, desc="train")
+                       ckpt=dense_ckpt, ckpt_every=int(cfg["checkpoint_every"]), augment=augment, desc="train")
     timings["train_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -165,6 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     weights = {"dense": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
 
     pc = cfg["prune"]
+    pruned_ckpt = checkpoint("pruned")
     if pc["enabled"]:
         t0 = time.perf_counter()
         pruned = copy.deepcopy(model)
@@ -173,9 +182,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         pspec = TrainSpec(epochs=int(net_cfg["prune_epochs"]), batch_size=spec.batch_size, lr=float(net_cfg["prune_lr"]),
                           weight_decay=spec.weight_decay, schedule=spec.schedule, augment=spec.augment)
         result["prune_train"] = train(pruned, popt, data.x_train, data.y_train, pspec, seed=args.seed + 1,
-                                      ckpt_dir=str(ckpt / "pruned") if ckpt else None,
-                                      ckpt_every=int(cfg["checkpoint_every"]), masks=masks, augment=augment,
-                                      config=cfg, desc="prune-retrain")
+                                      ckpt=pruned_ckpt, ckpt_every=int(cfg["checkpoint_every"]), masks=masks,
+                                      augment=augment, desc="prune-retrain")
         timings["prune_train_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         meta, records = _sweep_net(pruned, popt, data, cfg, masks, seed=args.seed, tag="pruned",
@@ -193,6 +201,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     atomic_write_bytes(args.weights, buf.getvalue())
     write_provenance(args.weights, cfg, args.seed, started=started, stage="quant")
     atomic_write_json(args.out, result)
+    dense_ckpt.finish()
+    pruned_ckpt.finish()
     log("timings: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     return 0
 
@@ -207,6 +217,9 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    from repro.common.config import check_config
+
+    check_config(args.config, "quant")  # before any work: a bad value is named
     configure_threads(args.threads)
     if args.cmd == "run":
         seed_everything(args.seed)

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from torch import nn
 from torch.func import functional_call
 from tqdm import tqdm
 
-from repro.common.checkpoint import load_checkpoint, save_checkpoint
+from repro.common.checkpoint import RunCheckpoint
 
 
 @dataclass(frozen=True)
@@ -58,27 +57,24 @@ def train(
     spec: TrainSpec,
     *,
     seed: int,
-    ckpt_dir: str | None = None,
+    ckpt: RunCheckpoint | None = None,
     ckpt_every: int = 500,
     masks: dict[str, torch.Tensor] | None = None,
     augment=None,
-    config: dict | None = None,
     desc: str = "train",
 ) -> dict:
-    """Train for ``spec.epochs`` epochs (deterministic batch order from ``seed``); returns a summary."""
+    """Train for ``spec.epochs`` epochs (deterministic batch order from ``seed``); returns a summary.
+
+    ``ckpt`` (this run's checkpoint; its identity is the caller's) is saved every ``ckpt_every`` steps
+    and at the end, and resumed from when it is this run's.
+    """
     n = x.shape[0]
     steps_per_epoch = math.ceil(n / spec.batch_size)
     total = spec.epochs * steps_per_epoch
     step = 0
     losses: list[float] = []  # the current epoch's step losses (the run's final train loss is their mean)
-    # what a checkpoint must match to be resumed: the training setup and the model's parameter shapes
-    fingerprint = json.dumps({"spec": vars(spec), "seed": seed, "n": n, "masked": sorted(masks or {}),
-                              "shapes": {k: list(v.shape) for k, v in model.state_dict().items()}}, sort_keys=True)
-    state = load_checkpoint(ckpt_dir)
+    state = ckpt.resume() if ckpt is not None else None
     if state is not None:
-        if state.get("fingerprint") != fingerprint:
-            raise ValueError(f"{ckpt_dir}: the checkpoint there is of another model or training setup than"
-                             f" [{desc}] of this run; delete it to restart")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step = int(state["step"])
@@ -119,10 +115,9 @@ def train(
         step += 1
         losses.append(loss.item())
         bar.update(1)
-        if ckpt_dir is not None and (step % ckpt_every == 0 or step == total):
-            save_checkpoint(ckpt_dir, {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                       "config": json.dumps(config or {}, sort_keys=True),
-                                       "fingerprint": fingerprint, "epoch_losses": losses})
+        if ckpt is not None and (step % ckpt_every == 0 or step == total):
+            ckpt.save({"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                       "epoch_losses": losses})
     bar.close()
     model.eval()
     return {"steps": total, "final_train_loss": float(sum(losses) / len(losses)) if losses else None}

@@ -63,7 +63,3 @@ def main(argv: list[str] | None = None) -> int:
     write_provenance(args.out_html, args.config, None, started=started, stage="report")
     print(f"[repro.report] {len(claims)} claims from {len(args.claims)} files -> {args.out_html}", file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
