@@ -28,6 +28,9 @@ from test_detect_cli import _write_split  # noqa: E402
 from test_lars_study import CFG as LARS_CFG  # noqa: E402
 from test_lars_study import _arrays  # noqa: E402
 from test_quant_pipeline import _fake_digits, _tiny_config  # noqa: E402
+from test_resume import _strip  # noqa: E402
+
+from repro.common.checkpoint import RunCheckpoint  # noqa: E402
 
 
 def fails_naming(call: Callable[[], int], capsys: pytest.CaptureFixture, *names: str) -> str:
@@ -44,6 +47,25 @@ def fails_naming(call: Callable[[], int], capsys: pytest.CaptureFixture, *names:
     for name in names:
         assert name in msg, f"{name!r} not named in: {msg[-1500:]}"
     return msg
+
+
+def interrupt_after_first_checkpoint(monkeypatch: pytest.MonkeyPatch, call: Callable[[], int]) -> None:
+    """Run ``call()`` until its first checkpoint is written, then interrupt it (as a kill would)."""
+    real = RunCheckpoint.save
+
+    def save_then_die(self: RunCheckpoint, state: dict) -> None:
+        real(self, state)
+        raise KeyboardInterrupt("killed after the first checkpoint")
+
+    monkeypatch.setattr(RunCheckpoint, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        call()
+    monkeypatch.setattr(RunCheckpoint, "save", real)
+
+
+def same_results(a: Path, b: Path) -> bool:
+    """Two result JSONs agree on every number (timings and provenance aside)."""
+    return _strip(json.loads(a.read_text())) == _strip(json.loads(b.read_text()))
 
 
 def _truncate(src: Path, dst: Path, keep: float = 0.5) -> Path:
@@ -110,24 +132,30 @@ def _garbage(path: Path) -> Path:
     return path
 
 
-def test_lars_failed_rerun_keeps_results_and_checkpoint(lars, capsys) -> None:
+def test_lars_failed_rerun_keeps_results(lars, capsys) -> None:
     tmp, run = lars
     assert run() == 0
     before = _snapshot(tmp / "out")
-    assert set(before) == {"cell.json", "ck/latest.pt"}
+    assert set(before) == {"cell.json"}  # a finished job keeps no checkpoint
     fails_naming(lambda: run(_truncate(tmp / "cls.npz", tmp / "cut.npz")), capsys, "cut.npz")
     assert _snapshot(tmp / "out") == before  # same files, same bytes, no temporaries
-    assert run() == 0  # the good rerun takes the finished run from the checkpoint
-    assert "resumed from checkpoint: 1 finished runs" in capsys.readouterr().err
+    capsys.readouterr()
+    assert run() == 0  # a rerun Snakemake asks for (e.g. --forcerun) trains afresh, to the same numbers
+    assert "resumed" not in capsys.readouterr().err
     old, new = json.loads(before["cell.json"]), json.loads((tmp / "out" / "cell.json").read_text())
-    assert new["runs"] == old["runs"]
+    assert _strip(new["runs"]) == _strip(old["runs"])
 
 
-def test_lars_checkpoint_of_another_cell_is_refused(lars, capsys) -> None:
+def test_lars_interrupted_cell_with_an_edited_config_starts_fresh(lars, monkeypatch, capsys) -> None:
     tmp, run = lars
-    assert run() == 0
-    fails_naming(lambda: run(cfg_over={"conv": [8, 8, 8]}), capsys, "checkpoint there is of another cell or config",
-                 str(tmp / "out" / "ck"))
+    interrupt_after_first_checkpoint(monkeypatch, run)
+    capsys.readouterr()
+    assert run(cfg_over={"weight_decay": 1e-3}) == 0
+    err = capsys.readouterr().err
+    assert "belongs to another run (config.weight_decay: 0.0005 -> 0.001)" in err and "starting fresh" in err
+    assert (tmp / "out" / "ck" / "latest.stale.pt").exists() and "resumed" not in err
+    assert run(cfg_over={"weight_decay": 1e-3}, out="clean") == 0
+    assert same_results(tmp / "out" / "cell.json", tmp / "clean" / "cell.json")
 
 
 # ------------------------------------------------------------------ detection
@@ -195,17 +223,43 @@ def test_detect_train_bad_input_named_before_training(detect, case: str, names: 
     assert not (tmp / "out").exists()
 
 
-def test_detect_failed_rerun_keeps_results_and_checkpoint(detect, capsys) -> None:
+def test_detect_failed_rerun_keeps_results(detect, capsys) -> None:
     tmp, data, run = detect
     assert run() == 0
     before = _snapshot(tmp / "out")
-    assert set(before) == {"metrics.json", "model.pt", "ck/latest.pt"}
+    assert set(before) == {"metrics.json", "model.pt"}  # a finished job keeps no checkpoint
     fails_naming(lambda: run(_detect_case(tmp, data, "corrupt_image")), capsys, "002.png")
-    fails_naming(lambda: run(model="c5"), capsys, "checkpoint is of another model/config")  # refused, not mixed
     assert _snapshot(tmp / "out") == before
-    assert run() == 0
-    assert "resumed from step 4" in capsys.readouterr().out  # nothing retrained
+    capsys.readouterr()
+    assert run() == 0  # a rerun trains afresh, to the same weights
+    assert "resumed" not in capsys.readouterr().out
     assert (tmp / "out" / "model.pt").read_bytes() == before["model.pt"]
+
+
+def test_detect_interrupted_run_after_a_data_change_starts_fresh(detect, monkeypatch, capsys) -> None:
+    """The upstream data changed while a job was interrupted: its checkpoint is of other data."""
+    tmp, data, run = detect
+    interrupt_after_first_checkpoint(monkeypatch, run)
+    _write_split(data, "train", 5, np.random.default_rng(1))  # e.g. data.detection.n_train changed
+    capsys.readouterr()
+    assert run() == 0
+    err = capsys.readouterr().err
+    assert "belongs to another run (input 'data' changed)" in err and "starting fresh" in err
+    assert run(out="clean") == 0
+    assert (tmp / "out" / "model.pt").read_bytes() == (tmp / "clean" / "model.pt").read_bytes()
+
+
+def test_detect_truncated_checkpoint_is_set_aside(detect, monkeypatch, capsys) -> None:
+    tmp, data, run = detect
+    interrupt_after_first_checkpoint(monkeypatch, run)
+    ckpt = tmp / "out" / "ck" / "latest.pt"
+    _truncate(ckpt, ckpt)
+    capsys.readouterr()
+    assert run() == 0
+    err = capsys.readouterr().err
+    assert f"WARNING: checkpoint {ckpt} cannot be read" in err and "latest.corrupt.pt" in err
+    assert run(out="clean") == 0
+    assert (tmp / "out" / "model.pt").read_bytes() == (tmp / "clean" / "model.pt").read_bytes()
 
 
 # ------------------------------------------------------------------ quantization
@@ -254,15 +308,28 @@ def test_quant_run_bad_input_named_before_training(quant, case: str, capsys) -> 
     assert not (tmp / "out" / "run.json").exists() and not (tmp / "out" / "ck" / "dense" / "latest.pt").exists()
 
 
-def test_quant_failed_rerun_keeps_results_and_checkpoint(quant, capsys) -> None:
+def test_quant_failed_rerun_keeps_results(quant, capsys) -> None:
     tmp, data, run = quant
     assert run() == 0
     before = _snapshot(tmp / "out")
-    assert {"run.json", "run.pt", "ck/dense/latest.pt", "ck/pruned/latest.pt"} <= set(before)
+    assert {"run.json", "run.pt"} <= set(before) and not any(k.startswith("ck/") for k in before)
     fails_naming(lambda: run(_truncate(data, tmp / "cut.npz")), capsys, "cut.npz")
     assert _snapshot(tmp / "out") == before
-    assert run() == 0
-    assert "[train] resumed from step" in capsys.readouterr().err
+
+
+def test_quant_interrupted_run_with_an_edited_config_starts_fresh(quant, monkeypatch, capsys) -> None:
+    tmp, data, run = quant
+
+    def lower_lr(c: dict) -> None:
+        c["nets"]["mlp_digits"]["lr"] = 0.002
+
+    interrupt_after_first_checkpoint(monkeypatch, run)
+    capsys.readouterr()
+    assert run(cfg_over=lower_lr) == 0
+    err = capsys.readouterr().err
+    assert "belongs to another run (config.net.lr: 0.001 -> 0.002)" in err and "resumed" not in err
+    assert run(cfg_over=lower_lr, out="clean") == 0
+    assert same_results(tmp / "out" / "run.json", tmp / "clean" / "run.json")
 
 
 # ------------------------------------------------------------------ weights are loaded safely everywhere
@@ -312,16 +379,25 @@ def test_gan_truncated_mixture_is_named(gan, capsys) -> None:
     assert not (tmp / "out").exists()
 
 
-def test_gan_failed_rerun_keeps_results_and_checkpoint(gan, capsys) -> None:
+def test_gan_failed_rerun_keeps_results(gan, capsys) -> None:
     tmp, run = gan
     assert run() == 0
     before = _snapshot(tmp / "out")
-    assert {"r.json", "s.npz", "w.pt", "m.csv", "ck/latest.pt"} <= set(before)
+    assert {"r.json", "s.npz", "w.pt", "m.csv"} <= set(before) and "ck/latest.pt" not in before
     fails_naming(lambda: run(tmp / "nope.npz"), capsys, "nope.npz")
     fails_naming(lambda: run(exp_over={"stepz": 3}), capsys, "gan.experiments.ring8.stepz")
     assert _snapshot(tmp / "out") == before
-    assert run() == 0
-    assert "resumed from step 20" in capsys.readouterr().err
+
+
+def test_gan_interrupted_run_with_an_edited_config_starts_fresh(gan, monkeypatch, capsys) -> None:
+    tmp, run = gan
+    interrupt_after_first_checkpoint(monkeypatch, run)
+    capsys.readouterr()
+    assert run(exp_over={"lr": 5e-4}) == 0
+    err = capsys.readouterr().err
+    assert "belongs to another run (config.experiment.lr:" in err and "resumed" not in err
+    assert run(exp_over={"lr": 5e-4}, out="clean") == 0
+    assert same_results(tmp / "out" / "r.json", tmp / "clean" / "r.json")  # the metric history included
 
 
 @pytest.fixture
@@ -333,9 +409,10 @@ def pretrain(tmp_path: Path):
 
     patches, pairs, _ = _write_inputs(tmp_path)
 
-    def run(patches: Path = patches, pairs: Path = pairs, out: str = "out") -> int:
+    def run(patches: Path = patches, pairs: Path = pairs, out: str = "out", cfg_over: dict | None = None) -> int:
         d = tmp_path / out
-        return main(["train", "--config", json.dumps(PRETRAIN_CFG), "--seed", "0", "--threads", "1",
+        return main(["train", "--config", json.dumps({**PRETRAIN_CFG, **(cfg_over or {})}), "--seed", "0",
+                     "--threads", "1",
                      "--arm", "intra", "--patches", str(patches), "--pairs", str(pairs),
                      "--out-backbone", str(d / "backbone.pt"), "--out-net", str(d / "net.pt"),
                      "--out-metrics", str(d / "metrics.csv"), "--out-summary", str(d / "train.json"),
@@ -355,14 +432,27 @@ def test_pretrain_truncated_input_is_named(pretrain, which: str, capsys) -> None
     assert not (tmp / "out").exists()
 
 
-def test_pretrain_failed_rerun_keeps_results_and_checkpoint(pretrain, capsys) -> None:
+def test_pretrain_failed_rerun_keeps_results(pretrain, capsys) -> None:
     tmp, patches, pairs, run = pretrain
     assert run() == 0
     before = _snapshot(tmp / "out")
-    assert {"backbone.pt", "net.pt", "metrics.csv", "train.json", "ck/latest.pt"} <= set(before)
+    assert {"backbone.pt", "net.pt", "metrics.csv", "train.json"} <= set(before) and "ck/latest.pt" not in before
     fails_naming(lambda: run(pairs=tmp / "nope.npz"), capsys, "nope.npz")
     np.save(tmp / "flat.npy", np.zeros((64, 32, 32), np.uint8))
     fails_naming(lambda: run(patches=tmp / "flat.npy"), capsys, "flat.npy", "expected uint8 [N,3,S,S]")
     assert _snapshot(tmp / "out") == before
-    assert run() == 0
-    assert "resumed from step 8" in capsys.readouterr().err  # its last checkpoint (12 steps, every 4) survived
+
+
+def test_pretrain_interrupted_run_with_an_edited_config_starts_fresh(pretrain, monkeypatch, capsys) -> None:
+    tmp, patches, pairs, run = pretrain
+    interrupt_after_first_checkpoint(monkeypatch, run)
+    capsys.readouterr()
+    assert run(cfg_over={"margin": 0.3}) == 0
+    err = capsys.readouterr().err
+    assert "belongs to another run (config.margin: " in err and "-> 0.3)" in err and "resumed" not in err
+    assert run(cfg_over={"margin": 0.3}, out="clean") == 0
+    def log(d: str) -> list[list[str]]:  # the per-step log without its last column (wall seconds)
+        return [r.split(",")[:-1] for r in (tmp / d / "metrics.csv").read_text().splitlines()]
+
+    assert log("out") == log("clean")
+    assert (tmp / "out" / "net.pt").read_bytes() == (tmp / "clean" / "net.pt").read_bytes()

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from repro.common import ClaimRow, ci95, verdict_from_ci, write_claims
-from repro.common.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from repro.common.checkpoint import RunCheckpoint, rng_state, run_identity, set_rng_state
 from repro.common.claims import CLAIM_KEYS, read_claims
 from repro.common.io import atomic_write_json, read_json
 from repro.common.provenance import sidecar_path, write_provenance
@@ -83,13 +83,74 @@ def test_claims_contract_roundtrip_and_rejections(tmp_path: Path) -> None:
         write_claims(path, [extra])
 
 
+def _identity(tmp_path: Path, **config) -> dict:
+    return run_identity(stage="t", config={"lr": 0.1, "threads": 2, **config}, seed=0, ignore=("threads",),
+                        inputs={"data": tmp_path / "data.npz"}, model="fpn")
+
+
 def test_checkpoint_roundtrip_weights_only_and_rng(tmp_path: Path) -> None:
-    assert load_checkpoint(tmp_path) is None
+    (tmp_path / "data.npz").write_bytes(b"x")
+    ckpt = RunCheckpoint(tmp_path / "ck", _identity(tmp_path))
+    assert ckpt.resume() is None
     seed_everything(3)
     model = torch.nn.Linear(2, 2)
-    save_checkpoint(tmp_path, {"model": model.state_dict(), "step": 5, "rng": rng_state()})
+    ckpt.save({"model": model.state_dict(), "step": 5, "rng": rng_state()})
     expected = (torch.rand(3), np.random.rand(3))
-    ckpt = load_checkpoint(tmp_path)  # weights_only=True inside
-    assert ckpt["step"] == 5
-    set_rng_state(ckpt["rng"])
+    state = RunCheckpoint(tmp_path / "ck", _identity(tmp_path, threads=8)).resume()  # threads: not the run's shape
+    assert state["step"] == 5
+    set_rng_state(state["rng"])
     assert torch.equal(torch.rand(3), expected[0]) and np.array_equal(np.random.rand(3), expected[1])
+    ckpt.finish()
+    assert not (tmp_path / "ck" / "latest.pt").exists() and RunCheckpoint(tmp_path / "ck", _identity(tmp_path)).resume() is None
+
+
+@pytest.mark.parametrize("change, reason", [
+    ("config", "config.lr: 0.1 -> 0.2"),
+    ("seed", "seed: 0 -> 1"),
+    ("input", "input 'data' changed"),
+])
+def test_checkpoint_of_another_run_is_set_aside(tmp_path: Path, change: str, reason: str) -> None:
+    """One policy for every stage: the checkpoint of another config, seed or input is moved aside with a
+    WARNING naming the difference, and the run starts fresh (resume() is None)."""
+    data = tmp_path / "data.npz"
+    data.write_bytes(b"x")
+    RunCheckpoint(tmp_path / "ck", _identity(tmp_path)).save({"step": 3})
+    new = _identity(tmp_path)
+    if change == "config":
+        new = _identity(tmp_path, lr=0.2)
+    elif change == "seed":
+        new["seed"] = 1
+    else:
+        data.write_bytes(b"xy")  # e.g. the upstream job reran with another n_train
+        new = _identity(tmp_path)
+    logs: list[str] = []
+    assert RunCheckpoint(tmp_path / "ck", new, log=logs.append).resume() is None
+    assert len(logs) == 1 and f"belongs to another run ({reason})" in logs[0] and "starting fresh" in logs[0]
+    assert (tmp_path / "ck" / "latest.stale.pt").exists() and not (tmp_path / "ck" / "latest.pt").exists()
+
+
+@pytest.mark.parametrize("damage", [b"", b"PK\x03\x04 garbage", None])
+def test_corrupt_checkpoint_is_named_and_set_aside(tmp_path: Path, damage: bytes | None) -> None:
+    (tmp_path / "data.npz").write_bytes(b"x")
+    ckpt = RunCheckpoint(tmp_path / "ck", _identity(tmp_path))
+    ckpt.save({"model": torch.nn.Linear(30, 30).state_dict(), "step": 1})
+    path = tmp_path / "ck" / "latest.pt"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage is None else damage)  # None: truncated
+    logs: list[str] = []
+    assert RunCheckpoint(tmp_path / "ck", _identity(tmp_path), log=logs.append).resume() is None
+    assert logs[0].startswith(f"WARNING: checkpoint {path} cannot be read") and "latest.corrupt.pt" in logs[0]
+    assert (tmp_path / "ck" / "latest.corrupt.pt").exists() and not path.exists()
+
+
+def test_identity_of_a_folder_covers_every_file(tmp_path: Path) -> None:
+    from repro.common.checkpoint import file_identity
+
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / "sub" / "a.png").write_bytes(b"1")
+    before = file_identity(tmp_path / "d")
+    assert before["files"] == 1 and file_identity(tmp_path / "d") == before
+    (tmp_path / "d" / "b.json").write_text("{}")
+    assert file_identity(tmp_path / "d") != before
+    with pytest.raises(FileNotFoundError, match="nope"):
+        file_identity(tmp_path / "nope")

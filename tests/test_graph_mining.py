@@ -151,9 +151,11 @@ def test_cli_end_to_end_tiny(video_dir: Path, tmp_path: Path) -> None:
             "--nodes", str(out["nodes"]), "--out", str(feats), "--metrics", str(tmp_path / "m.csv"),
             "--weights", str(tmp_path / "context.pt"), "--checkpoint-dir", str(ckpt)]
     assert main(args) == 0
-    assert (ckpt / "latest.pt").exists()
+    assert not (ckpt / "latest.pt").exists()  # a finished job keeps no checkpoint: a rerun is a fresh run
     assert len((tmp_path / "m.csv").read_text().splitlines()) == 7  # header + 6 steps
-    assert main(args) == 0  # resumes at step 6: nothing left to train, same features
+    first = np.load(feats)["x"]
+    assert main(args) == 0  # a fresh run, to the same features
+    assert np.array_equal(np.load(feats)["x"], first)
     import torch
 
     from repro.graph.models import context_net
@@ -188,11 +190,11 @@ def test_cli_end_to_end_tiny(video_dir: Path, tmp_path: Path) -> None:
     assert rows["ti_graph_parents"]["n_seeds"] == 2
 
 
-def test_cli_names_a_missing_input(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="missing file"):
-        main(["build", "--nodes", str(tmp_path / "nope.npz"), "--features", str(tmp_path / "f.npz"), "--variant", "main",
+def test_cli_names_a_missing_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["build", "--nodes", str(tmp_path / "nope.npz"), "--features", str(tmp_path / "f.npz"), "--variant", "main",
               "--out-graph", str(tmp_path / "g.npz"), "--out-pairs", str(tmp_path / "p.npz"),
-              "--out-stats", str(tmp_path / "s.json")])
+              "--out-stats", str(tmp_path / "s.json")]) == 2
+    assert "nope.npz" in capsys.readouterr().err
 
 
 def test_bad_mining_config_stops_the_shard(video_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -202,3 +204,23 @@ def test_bad_mining_config_stops_the_shard(video_dir: Path, tmp_path: Path, caps
                "--manifest", str(tmp_path / "s.json")])
     assert rc != 0 and "short_track_frames" in capsys.readouterr().err
     assert not (tmp_path / "s.npz").exists()
+
+
+def test_video_decoding_fewer_frames_than_indexed_is_a_warning(tmp_path: Path, capsys) -> None:
+    """A truncated video that still decodes (fewer frames than index.json says) keeps what it mined but is
+    a WARNING naming the file in the job log, a ``short`` entry in the manifest, and a note in the claims."""
+    from repro.graph.claims import video_note
+
+    frames, _ = _render(0)
+    (tmp_path / "videos").mkdir()
+    _write(tmp_path / "videos" / "cut.mp4", frames)
+    index = [{"file": "videos/cut.mp4", "labelled": False, "n_frames": 2 * N_FRAMES, "width": SIZE, "height": SIZE}]
+    (tmp_path / "index.json").write_text(json.dumps({"videos": index}))
+    _, manifest = mine_shard(tmp_path, 0, 1, {"track_frames": 6, "short_track_frames": 3})
+    assert manifest["totals"]["videos_short"] == 1
+    entry = manifest["videos"][0]
+    assert entry["status"] == "short" and entry["error"] == f"decoded {N_FRAMES} of {2 * N_FRAMES} frames"
+    assert f"WARNING: video {tmp_path / 'videos' / 'cut.mp4'}: short" in capsys.readouterr().err
+    note = video_note({"totals": manifest["totals"], "corrupt_videos": [],
+                       "short_videos": [{"file": "videos/cut.mp4", "error": entry["error"]}]})
+    assert note.startswith("WARNING: of 1 videos, 0 unreadable") and "videos/cut.mp4" in note

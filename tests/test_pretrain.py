@@ -159,18 +159,18 @@ def test_kill_and_resume_gives_the_same_final_weights(tmp_path: Path, monkeypatc
     assert _train(tmp_path, "transitive", "full") == 0
     import repro.common.checkpoint as ck
 
-    real = ck.save_checkpoint
+    real = ck.RunCheckpoint.save
 
-    def save_then_die(ckpt_dir, state):
-        real(ckpt_dir, state)
+    def save_then_die(self, state):
+        real(self, state)
         if state["step"] == 8:
             raise RuntimeError("simulated kill after the step-8 checkpoint")
 
-    monkeypatch.setattr(ck, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(ck.RunCheckpoint, "save", save_then_die)
     with pytest.raises(RuntimeError, match="simulated kill"):
         _train(tmp_path, "transitive", "resumed", ckpt=tmp_path / "ckpt")
     assert not (tmp_path / "resumed" / "net.pt").exists()
-    monkeypatch.setattr(ck, "save_checkpoint", real)
+    monkeypatch.setattr(ck.RunCheckpoint, "save", real)
     capsys.readouterr()
     assert _train(tmp_path, "transitive", "resumed", ckpt=tmp_path / "ckpt") == 0
     assert "resumed from step 8" in capsys.readouterr().err

@@ -34,6 +34,8 @@ from test_lars_study import CFG as LARS_CFG  # noqa: E402
 from test_lars_study import _arrays  # noqa: E402
 from test_quant_pipeline import _fake_digits, _tiny_config  # noqa: E402
 
+from repro.common.checkpoint import RunCheckpoint  # noqa: E402
+
 # keys whose values are wall-clock measurements or provenance, not results (and any key ending in "_s")
 VOLATILE = {"provenance", "timings", "seconds", "cpu_seconds", "train_seconds", "infer_s_per_img", "threads"}
 
@@ -196,8 +198,11 @@ def test_quant_run_killed_and_rerun_equals_uninterrupted(tmp_path: Path) -> None
     assert _strip(r_resumed) == _strip(r_clean)  # every quantization result of the sweep
 
 
-def test_quant_checkpoint_of_another_net_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    """A checkpoint folder holding another model's training state is a clear error, not a crash or a mix."""
+def test_quant_checkpoint_of_another_net_is_set_aside(tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture) -> None:
+    """A checkpoint folder holding another model's training state is set aside with a warning naming the
+    difference, and the run starts fresh: never a crash, a refusal or a mix."""
+    from test_bad_input import interrupt_after_first_checkpoint
+
     from repro.quant.cli import main
 
     data = _fake_digits(tmp_path / "digits.npz")
@@ -205,21 +210,21 @@ def test_quant_checkpoint_of_another_net_is_refused(tmp_path: Path, capsys: pyte
     args = ["run", "--config", json.dumps(cfg), "--seed", "0", "--threads", "1", "--net", "mlp_digits",
             "--in", str(data), "--out", str(tmp_path / "a.json"), "--weights", str(tmp_path / "a.pt"),
             "--checkpoint-dir", str(tmp_path / "ck")]
-    assert main(args) == 0
+    interrupt_after_first_checkpoint(monkeypatch, lambda: main(args))
     other = copy.deepcopy(cfg)
     other["nets"]["mlp_digits"]["hidden"] = [8]
     args[args.index("--config") + 1] = json.dumps(other)
-    args[args.index("--out") + 1] = str(tmp_path / "b.json")
-    assert main(args) == 2
+    capsys.readouterr()
+    assert main(args) == 0
     err = capsys.readouterr().err
-    assert "checkpoint there is of another model or training setup" in err and str(tmp_path / "ck") in err
-    assert not (tmp_path / "b.json").exists()
+    assert f"WARNING: checkpoint {tmp_path / 'ck' / 'dense' / 'latest.pt'} belongs to another run" in err
+    assert "config.net.hidden: [16] -> [8]" in err and "starting fresh" in err and "resumed" not in err
+    assert (tmp_path / "ck" / "dense" / "latest.stale.pt").exists()
 
 
 def test_quant_resume_in_the_last_epoch_keeps_the_final_train_loss(tmp_path: Path, monkeypatch) -> None:
     """Regression: the final train loss is the last epoch's mean; a run resumed inside that epoch must
     not average only the steps after the resume (the checkpoint carries the epoch's losses)."""
-    import repro.quant.engine as engine
     from repro.quant.engine import TrainSpec, train
     from repro.quant.models import build_model
 
@@ -232,20 +237,23 @@ def test_quant_resume_in_the_last_epoch_keeps_the_final_train_loss(tmp_path: Pat
         model = build_model("mlp", hidden=(16,), in_shape=(1, 8, 8), num_classes=10)
         return model, torch.optim.Adam(model.parameters(), lr=spec.lr)
 
-    clean = train(*fresh(), x, y, spec, seed=0, ckpt_dir=str(tmp_path / "clean"), ckpt_every=1)
-    save = engine.save_checkpoint
+    def ckpt(name: str) -> RunCheckpoint:
+        return RunCheckpoint(tmp_path / name, {"run": "quant"})
 
-    def save_then_die(ckpt_dir: str, state: dict) -> None:
-        save(ckpt_dir, state)
+    clean = train(*fresh(), x, y, spec, seed=0, ckpt=ckpt("clean"), ckpt_every=1)
+    save = RunCheckpoint.save
+
+    def save_then_die(self: RunCheckpoint, state: dict) -> None:
+        save(self, state)
         if state["step"] == 16:  # inside the last epoch (steps 13..18)
             raise KeyboardInterrupt("killed after the step-16 checkpoint")
 
-    monkeypatch.setattr(engine, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(RunCheckpoint, "save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        train(*fresh(), x, y, spec, seed=0, ckpt_dir=str(tmp_path / "killed"), ckpt_every=1)
-    monkeypatch.setattr(engine, "save_checkpoint", save)
+        train(*fresh(), x, y, spec, seed=0, ckpt=ckpt("killed"), ckpt_every=1)
+    monkeypatch.setattr(RunCheckpoint, "save", save)
     model, opt = fresh()
-    resumed = train(model, opt, x, y, spec, seed=0, ckpt_dir=str(tmp_path / "killed"), ckpt_every=1)
+    resumed = train(model, opt, x, y, spec, seed=0, ckpt=ckpt("killed"), ckpt_every=1)
     assert resumed == clean
 
 
@@ -307,20 +315,20 @@ def test_gan_resume_between_evaluations_keeps_the_loss_means(tmp_path: Path, mon
         s = setup()
         return engine.train(s, sample_real=lambda n: real[torch.randint(len(real), (n,))], steps=20, batch_size=16,
                             device=torch.device("cpu"), evaluate=lambda step: {"m": float(step)}, eval_every=5,
-                            checkpoint_dir=str(ckpt), checkpoint_every=7, fingerprint="f", log=lambda m: None)
+                            ckpt=RunCheckpoint(ckpt, {"run": "gan"}), checkpoint_every=7, log=lambda m: None)
 
     clean = run(tmp_path / "clean")
-    save = engine.save_checkpoint
+    save = RunCheckpoint.save
 
-    def save_then_die(ckpt_dir: str, state: dict) -> None:
-        save(ckpt_dir, state)
+    def save_then_die(self: RunCheckpoint, state: dict) -> None:
+        save(self, state)
         if state["step"] == 14:
             raise KeyboardInterrupt("killed after the step-14 checkpoint")
 
-    monkeypatch.setattr(engine, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(RunCheckpoint, "save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "killed")
-    monkeypatch.setattr(engine, "save_checkpoint", save)
+    monkeypatch.setattr(RunCheckpoint, "save", save)
     resumed = run(tmp_path / "killed")
     assert [r["step"] for r in resumed] == [5, 10, 15, 20]
     drop = {"train_s"}

@@ -181,7 +181,8 @@ class RunCheckpoint:
             if not isinstance(state, dict):
                 raise ValueError(f"a {type(state).__name__}, not a checkpoint dict")
         except Exception as exc:  # noqa: BLE001 - any unreadable file is set aside the same way
-            self._set_aside(CORRUPT, f"cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
+            detail = (str(exc).splitlines() or ["empty or truncated file"])[0][:120]
+            self._set_aside(CORRUPT, f"cannot be read ({type(exc).__name__}: {detail})")
             return None
         stored = state.get(IDENTITY)
         if stored != self.key:

@@ -78,4 +78,9 @@ def check_config(cfg: Mapping[str, Any], sections: str | Iterable[str], *, ignor
         if errors:
             err = errors[0]
             name = ".".join([section, str(key), *(str(p) for p in err.absolute_path)])
+            if err.validator == "additionalProperties" and isinstance(err.instance, Mapping):
+                known = err.schema.get("properties", {})
+                extra = sorted(k for k in err.instance if k not in known)
+                if extra and known:
+                    raise ConfigError(f"config key '{name}.{extra[0]}': unknown key (known: {', '.join(known)})")
             raise ConfigError(f"config key '{name}': {err.message}")

@@ -28,3 +28,18 @@ def read_npz(path: str | os.PathLike, keys: tuple[str, ...], *, what: str = "dat
     if missing:
         raise ValueError(f"{path}: missing arrays {missing}")
     return arrays
+
+
+def open_npy(path: str | os.PathLike, *, what: str = "data") -> np.ndarray:
+    """A ``.npy`` file memory-mapped read-only (no pickles), with errors that name the file.
+
+    FileNotFoundError "<what> not found: <path>" when it is absent; ValueError naming the file when it
+    is not a readable .npy (truncated: numpy's bare "mmap length is greater than file size").
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable .npy file (truncated or corrupt?): {exc}") from exc

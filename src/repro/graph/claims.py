@@ -45,16 +45,29 @@ def _seed_values(stats: list[dict], key: str) -> list[float]:
     return [float(s[key]) for s in stats if s.get(key) is not None]
 
 
+def video_note(mining: dict[str, Any]) -> str:
+    """The videos that could not be read, or decoded fewer frames than indexed, for the scale notes."""
+    totals = mining.get("totals", {})
+    n = int(totals.get("videos", 0))
+    corrupt, short = mining.get("corrupt_videos", []), mining.get("short_videos", [])
+    if not corrupt and not short:
+        return f"All {n} videos decoded fully."
+    names = ", ".join(v["file"] for v in [*corrupt, *short][:4])
+    return (f"WARNING: of {n} videos, {len(corrupt)} unreadable (skipped) and {len(short)} decoded fewer frames"
+            f" than indexed (kept what decoded): {names}{', ...' if len(corrupt) + len(short) > 4 else ''}.")
+
+
 def build_claims(mining: dict[str, Any], main: list[dict[str, Any]], hog: list[dict[str, Any]] | None,
                  *, scale: str, setup: str) -> list[ClaimRow]:
     """Rows for ``results/claims/graph.json``; ``main``/``hog`` are the per-seed stats of each variant."""
     rows: list[ClaimRow] = []
-    n = len(main)
     base = f"scale={scale}; {setup}"
+    videos = video_note(mining)
 
     rows.append(_row("ti_graph_patches", "mined patches (A nodes)", float(mining["n_mined"]), None, 1, "inconclusive",
                      f"{base}. Count at our scale, not comparable to 100K YouTube videos; "
-                     f"{mining['n_mined_labelled']} from synthetic clips, {mining['n_mined_real']} from real clips."))
+                     f"{mining['n_mined_labelled']} from synthetic clips, {mining['n_mined_real']} from real clips. "
+                     f"{videos}"))
     parents = _seed_values(main, "n_parents_kept")
     m, ci = ci95(parents)
     k = main[0]["n_clusters"] if main else None
@@ -76,7 +89,7 @@ def build_claims(mining: dict[str, Any], main: list[dict[str, Any]], hog: list[d
                      f"{base}. OpenCV corners + LK flow + RANSAC homography instead of IDT/SURF, box shrunk to the "
                      f"camera-compensated motion (deviation). Random same-size box: {_num(mining['random_box_precision'])}; "
                      f"per-video difference {_num(d_mean)}, 95% CI over {len(mining['per_video_mining_precision'])} "
-                     f"videos {_fmt(d_ci)} decides the verdict (mining is deterministic: one run)."))
+                     f"videos {_fmt(d_ci)} decides the verdict (mining is deterministic: one run). {videos}"))
     d_mean, d_ci = _paired_over_videos(mining["per_video_track_purity"], mining["per_video_static_box_purity"])
     rows.append(_row("ti_graph_track_purity", "fraction of kept KCF tracks whose end box is the same object",
                      mining["track_purity"], None, 1, verdict_from_ci(d_ci),

@@ -44,6 +44,7 @@ import numpy as np
 
 from repro.common.cli import add_common_args
 from repro.common.io import atomic_write_bytes, atomic_write_json, read_json
+from repro.common.npz import open_npy, read_npz
 from repro.common.provenance import now_iso, provenance_record, write_provenance
 from repro.common.runtime import configure_threads, seed_everything
 
@@ -61,14 +62,10 @@ def _savez(path: str | Path, **arrays: np.ndarray) -> None:
 
 
 def _load_npz(path: str | Path, keys: tuple[str, ...], what: str) -> dict[str, np.ndarray]:
-    path = Path(path)
-    if not path.exists():
-        raise SystemExit(f"{what}: missing file {path}")
+    """All arrays of an ``.npz`` input, ``keys`` required; errors name the file (missing, truncated)."""
+    arrays = read_npz(path, keys, what=what)  # a missing, truncated or incomplete file is named
     with np.load(path, allow_pickle=False) as z:
-        missing = [k for k in keys if k not in z.files]
-        if missing:
-            raise SystemExit(f"{what}: {path} lacks arrays {missing}")
-        return {k: z[k] for k in z.files}
+        return {**arrays, **{k: z[k] for k in z.files if k not in arrays}}
 
 
 def _device(cfg: dict) -> str:
@@ -138,15 +135,21 @@ def cmd_merge(args: argparse.Namespace) -> dict:
     labelled = np.array([v["labelled"] for v in videos], bool)
     names = [v["file"] for v in videos]
     totals: dict[str, int] = {}
-    corrupt = []
+    bad: dict[str, list[dict]] = {"corrupt": [], "short": []}
     for path in args.manifests:
         man = read_json(path)
         for k, v in man["totals"].items():
             totals[k] = totals.get(k, 0) + int(v)
-        corrupt += [{"file": v["file"], "error": v.get("error")} for v in man["videos"] if v["status"] != "ok"]
+        for v in man["videos"]:
+            if v["status"] in bad:
+                bad[v["status"]].append({"file": v["file"], "error": v.get("error")})
+    for status, videos in bad.items():
+        if videos:
+            print(f"WARNING: {len(videos)} of {totals.get('videos', 0)} videos {status}: "
+                  + "; ".join(f"{v['file']} ({v['error']})" for v in videos[:5]), file=sys.stderr, flush=True)
     _savez(args.out_nodes, **nodes, video_names=np.array(names), labelled=labelled)
-    stats = {"totals": totals, "corrupt_videos": corrupt, **mining_metrics(nodes, labelled, names),
-             "patch_size": int(shape[-1])}
+    stats = {"totals": totals, "corrupt_videos": bad["corrupt"], "short_videos": bad["short"],
+             **mining_metrics(nodes, labelled, names), "patch_size": int(shape[-1])}
     stats["provenance"] = provenance_record(args.config, args.seed, started=args.started, stage="graph.merge")
     atomic_write_json(args.out_stats, stats)
     write_provenance(args.out_patches, args.config, args.seed, started=args.started, stage="graph.merge")
@@ -157,7 +160,7 @@ def cmd_features(args: argparse.Namespace) -> dict:
     from repro.graph.shards import ROLE_MINED
 
     nodes = _load_npz(args.nodes, ("role",), "features")
-    patches = np.load(args.patches, mmap_mode="r")
+    patches = open_npy(args.patches, what="patches")
     if patches.ndim != 4 or patches.shape[1] != 3 or len(patches) != len(nodes["role"]):
         raise SystemExit(f"features: {args.patches} has shape {patches.shape}, expected [{len(nodes['role'])},3,S,S]")
     mined = np.flatnonzero(nodes["role"] == ROLE_MINED)
@@ -261,7 +264,7 @@ def cmd_figure(args: argparse.Namespace) -> dict:
     from repro.graph.shards import list_videos
 
     nodes = _load_npz(args.nodes, NODE_KEYS, "figure")
-    patches = np.load(args.patches, mmap_mode="r")
+    patches = open_npy(args.patches, what="patches")
     n = draw_figure(nodes, patches, list_videos(args.videos), args.videos, args.out)
     write_provenance(args.out, args.config, args.seed, started=args.started, stage="graph.figure")
     return {"rows": n}

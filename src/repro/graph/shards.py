@@ -21,6 +21,7 @@ the end frame, A rows with a surviving track; the no-tracking baseline).
 from __future__ import annotations
 
 import collections
+import sys
 import traceback
 from pathlib import Path
 from typing import Any
@@ -44,13 +45,29 @@ def list_videos(videos_dir: str | Path) -> list[dict[str, Any]]:
         raise FileNotFoundError(f"video folder {videos_dir} does not exist")
     index = videos_dir / "index.json"
     if index.exists():
-        return [{"file": v["file"], "labelled": bool(v.get("labelled", False))} for v in read_json(index)["videos"]]
+        return [{"file": v["file"], "labelled": bool(v.get("labelled", False)), "n_frames": v.get("n_frames")}
+                for v in read_json(index)["videos"]]
     files = sorted(
         p.relative_to(videos_dir).as_posix()
         for p in videos_dir.rglob("*")
         if p.is_file() and p.suffix.lower() in VIDEO_EXTS
     )
-    return [{"file": f, "labelled": False} for f in files]
+    return [{"file": f, "labelled": False, "n_frames": None} for f in files]
+
+
+def indexed_frames(path: str | Path, listed: int | None) -> int | None:
+    """How many frames a video should decode: its ``index.json`` entry, else the container's own frame
+    count (OpenCV's ``CAP_PROP_FRAME_COUNT``), None when neither says."""
+    if listed:
+        return int(listed)
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+    finally:
+        cap.release()
+    return n if n > 0 else None
 
 
 def load_truth(videos_dir: str | Path) -> dict[str, list[dict]]:
@@ -115,8 +132,11 @@ def _rows_for_video(vid: int, res, objects: list[dict] | None, cfg: dict) -> lis
 def mine_shard(videos_dir: str | Path, shard: int, n_shards: int, cfg: dict) -> tuple[dict[str, np.ndarray], dict]:
     """Mine every video of one shard; returns (node arrays, manifest).
 
-    The manifest lists each video with its status (``ok`` / ``corrupt``, with the error) and counts,
-    and totals: videos, corrupt videos, frames examined / rejected, patches mined, tracks ok/failed.
+    The manifest lists each video with its status (``ok`` / ``short`` / ``corrupt``, with the error)
+    and counts, and totals: videos, corrupt videos, short videos, frames examined / rejected, patches
+    mined, tracks ok/failed. A corrupt video (unreadable, or no frame decodes) is skipped; a short one
+    (it decodes fewer frames than its index says, e.g. a truncated file) keeps what it mined. Both are
+    a WARNING on stderr (the job log) naming the file, and are counted in the claims' scale note.
     """
     cfg = check_config(cfg)  # a bad config stops the shard; it is not a corrupt video
     videos = list_videos(videos_dir)
@@ -135,15 +155,23 @@ def mine_shard(videos_dir: str | Path, shard: int, n_shards: int, cfg: dict) -> 
         except (VideoReadError, OSError) as exc:
             info.update(status="corrupt", error=str(exc))
             totals["videos_corrupt"] += 1
-        except Exception as exc:  # noqa: BLE001 - one bad video never crashes the shard (issue 3)
+        except Exception as exc:  # noqa: BLE001 - one bad video never crashes the shard
             info.update(status="corrupt", error=f"{type(exc).__name__}: {exc}",
                         where=traceback.format_exc(limit=3).splitlines()[-1])
             totals["videos_corrupt"] += 1
         else:
             info.update(status="ok", width=res.size[0], height=res.size[1], **res.counts)
+            expected = indexed_frames(path, entry.get("n_frames"))
+            if expected and cfg["max_frames"] > 0:
+                expected = min(expected, int(cfg["max_frames"]))
+            if expected and res.counts["frames_read"] < expected:
+                info.update(status="short", error=f"decoded {res.counts['frames_read']} of {expected} frames")
+                totals["videos_short"] += 1
             totals.update(res.counts)
             totals["videos_ok"] += 1
             rows.extend(video_rows)
+        if info["status"] != "ok":
+            print(f"WARNING: video {path}: {info['status']}: {info['error']}", file=sys.stderr, flush=True)
         per_video.append(info)
     totals["videos"] = len(members)
     arrays = _empty(cfg)
