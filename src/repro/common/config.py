@@ -70,14 +70,15 @@ def check_config(cfg: Mapping[str, Any], sections: str | Iterable[str], *, ignor
             if prop is not None:
                 break
         else:
-            raise ConfigError(f"config key '{sections[0]}.{key}': not a key of this stage's config"
-                              f" (allowed: see {', '.join(sections)} in workflow/schemas/config.schema.yaml)")
+            where = ", ".join(s or "the top level" for s in sections)
+            raise ConfigError(f"config key '{'.'.join(filter(None, (sections[0], str(key))))}': not a key of this"
+                              f" stage's config (see {where} in workflow/schemas/config.schema.yaml)")
         pointer = "".join(f"/properties/{part}" for part in [*filter(None, section.split(".")), key])
         validator = jsonschema.Draft202012Validator({**base, "$ref": f"#{pointer}"})
         errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
         if errors:
             err = errors[0]
-            name = ".".join([section, str(key), *(str(p) for p in err.absolute_path)])
+            name = ".".join(filter(None, [section, str(key), *(str(p) for p in err.absolute_path)]))
             if err.validator == "additionalProperties" and isinstance(err.instance, Mapping):
                 known = err.schema.get("properties", {})
                 extra = sorted(k for k in err.instance if k not in known)

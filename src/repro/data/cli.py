@@ -79,6 +79,10 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    if args.what != "download":  # a download spec is checked by repro.data.download itself
+        from repro.common.config import check_config
+
+        check_config(args.config, f"data.{args.what}")  # before any work: a bad value is named
     configure_threads(args.threads)
     started = now_iso()
     t0 = time.perf_counter()

@@ -2,9 +2,9 @@
 
 * :func:`train`: minibatch Adam (the paper's Sec. 3.5 needs Adam's second moments) on tensors
   already on ``device``; optional fixed pruning masks (pruned weights and their gradients stay 0);
-  checkpoints every ``ckpt_every`` steps in ``ckpt_dir`` with automatic resume ("resumed from
-  step N"; the checkpoint carries the epoch's losses, so the final train loss equals an uninterrupted
-  run's, and a fingerprint: one of another model or training setup is refused with a clear error);
+  checkpoints every ``ckpt_every`` steps through the caller's ``RunCheckpoint`` (resumed only if it is
+  this run's: "resumed from step N"; it carries the epoch's losses, so the final train loss equals an
+  uninterrupted run's);
   a non-finite loss raises :class:`FloatingPointError`.
 * :func:`magnitude_masks`: global magnitude pruning of the weight tensors (dim > 1), as Han et al.
   (2015) whose pruned models the paper's Table 1 starts from.

@@ -35,6 +35,9 @@ def _stage_of(figure: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    from repro.common.config import check_config
+
+    check_config(args.config, "")  # the whole config (the rule leaves out gpus_per_job); a bad value is named
     started = now_iso()
     missing = [str(p) for p in [*args.claims, *args.figures] if not p.exists()]
     if missing:
