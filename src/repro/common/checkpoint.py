@@ -165,10 +165,10 @@ class RunCheckpoint:
 
     def _set_aside(self, name: str, reason: str) -> None:
         assert self.path is not None
-        if self.is_main:
+        if self.is_main:  # the other ranks read the same file and reach the same verdict
             os.replace(self.path, self.path.with_name(name))
-        self.log(f"WARNING: checkpoint {self.path} {reason}; moved aside to {self.path.with_name(name)},"
-                 " starting fresh")
+            self.log(f"WARNING: checkpoint {self.path} {reason}; moved aside to {self.path.with_name(name)},"
+                     " starting fresh")
 
     def resume(self) -> dict[str, Any] | None:
         """The saved state of this run, or None (no checkpoint, or one set aside)."""
