@@ -147,7 +147,7 @@ def test_lars_cell_two_ranks_match_one_process(tmp_path: Path) -> None:
     assert a["val_acc"] == b["val_acc"] and a["test_acc"] == b["test_acc"]
     assert b["test_loss"] == pytest.approx(a["test_loss"], rel=RTOL)
     assert b["epoch_train_loss"] == pytest.approx(a["epoch_train_loss"], rel=RTOL)
-    assert (tmp_path / "ck" / "latest.pt").is_file()  # rank 0 wrote the checkpoint
+    assert (tmp_path / "ck" / "finished.pt").is_file()  # rank 0 wrote the checkpoint (retired at the end)
 
 
 # ------------------------------------------------------------------ detection
@@ -174,7 +174,7 @@ def test_detect_train_two_ranks_match_one_process(tmp_path: Path) -> None:
     assert w1.keys() == w2.keys()
     worst = max((w1[k].double() - w2[k].double()).abs().max().item() for k in w1)
     assert worst < WEIGHT_ATOL, worst
-    ck = torch.load(tmp_path / "two" / "ck" / "latest.pt", weights_only=True)  # written by rank 0 alone
+    ck = torch.load(tmp_path / "two" / "ck" / "finished.pt", weights_only=True)  # written by rank 0 alone
     assert ck["step"] == 4 and all(torch.equal(ck["model"][k], w2[k]) for k in w2)
     m1, m2 = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("one", "two"))
     assert m1["bbox"] == pytest.approx(m2["bbox"]) and m1["rpn"] == pytest.approx(m2["rpn"])
@@ -257,7 +257,7 @@ def test_pretrain_train_two_ranks_match_one_process(tmp_path: Path) -> None:
     assert w1.keys() == w2.keys()
     worst = max((w1[k].double() - w2[k].double()).abs().max().item() for k in w1)
     assert worst < WEIGHT_ATOL, worst
-    assert max((w1[k].double() - torch.load(tmp_path / "two" / "ck" / "latest.pt", weights_only=True)["model"][k]
+    assert max((w1[k].double() - torch.load(tmp_path / "two" / "ck" / "finished.pt", weights_only=True)["model"][k]
                 .double()).abs().max().item() for k in w1) > 1e-3  # the step-2 checkpoint is not the final net
     rows1, rows2 = (np.loadtxt(tmp_path / n / "metrics.csv", delimiter=",", skiprows=1)[:, :-1] for n in ("one", "two"))
     assert rows1.shape == rows2.shape == (4, 8) and (rows1[:, 7] == 4).all()  # every anchor found a distractor
@@ -267,7 +267,8 @@ def test_pretrain_train_two_ranks_match_one_process(tmp_path: Path) -> None:
     assert (s1["world_size"], s2["world_size"]) == (1, 2)
     assert s2["first_loss"] == pytest.approx(s1["first_loss"], rel=RTOL)
     assert s2["final_loss"] == pytest.approx(s1["final_loss"], rel=RTOL)
-    shutil.copytree(tmp_path / "two" / "ck", tmp_path / "resumed" / "ck")  # 2-rank checkpoint -> 1 process
+    (tmp_path / "resumed" / "ck").mkdir(parents=True)  # the 2-rank run's step-2 checkpoint -> 1 process
+    shutil.copy(tmp_path / "two" / "ck" / "finished.pt", tmp_path / "resumed" / "ck" / "latest.pt")
     assert main(args("resumed")) == 0
     w3 = torch.load(tmp_path / "resumed" / "net.pt", weights_only=True)
     assert max((w1[k].double() - w3[k].double()).abs().max().item() for k in w1) < WEIGHT_ATOL
@@ -410,7 +411,7 @@ def test_gan_train_two_ranks_match_one_process(tmp_path: Path, case: str) -> Non
             if k != "train_s":
                 assert b[k] == pytest.approx(a[k], rel=RTOL, abs=1e-9), k  # losses and metrics
     w1, w2 = (torch.load(tmp_path / n / "w.pt", weights_only=True) for n in ("one", "two"))
-    ck = torch.load(tmp_path / "two" / "ck" / "latest.pt", weights_only=True)  # rank 0's, unwrapped keys
+    ck = torch.load(tmp_path / "two" / "ck" / "finished.pt", weights_only=True)  # rank 0's, unwrapped keys
     assert ck["step"] == 6 and w1.keys() == w2.keys() == ck["nets"].keys()
     free_seen = 0
     for net in w1:
