@@ -10,10 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from repro.quant import coding
+from repro.quant import analysis, coding
 from repro.quant.engine import Layout, finetune_centres, flat_values, make_layout, params_from_values
 from repro.quant.hessian import adam_second_moment_diag, ggn_diagonal, hutchinson_diagonal, hvp_diagonal
-from repro.quant import analysis
 from repro.quant.kmeans1d import interval_sse, optimal_kmeans, optimal_partition, prepare, weighted_kmeans_1d
 from repro.quant.models import lenet5, mlp, resnet32
 from repro.quant.quantizers import ecsq_quantize, hw_distortion, uniform_quantize

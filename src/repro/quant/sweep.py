@@ -34,7 +34,13 @@ from repro.quant.coding import (
 )
 from repro.quant.engine import Layout, evaluate, finetune_centres, params_from_values
 from repro.quant.kmeans1d import SortedWeights, dp_kmeans, optimal_kmeans, prepare
-from repro.quant.quantizers import Quantization, ecsq_quantize, ecsq_start_clusters, kmeans_quantize, uniform_quantize
+from repro.quant.quantizers import (
+    Quantization,
+    ecsq_quantize,
+    ecsq_start_clusters,
+    kmeans_quantize,
+    uniform_quantize,
+)
 
 METHODS = ("kmeans", "hw_kmeans", "hw_kmeans_adam", "hw_kmeans_small", "uniform", "ecsq")
 # which Hessian weights each k-means variant: none, all sampled training data, Adam (Sec. 3.5), a small sample (Fig. 2)
