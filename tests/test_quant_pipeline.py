@@ -23,8 +23,8 @@ def _tiny_config() -> dict:
     cfg = copy.deepcopy(yaml.safe_load((REPO / "config.yaml").read_text())["quant"])
     cfg["nets"]["mlp_digits"].update(epochs=3, hidden=[16], prune_epochs=1)
     cfg.update(rates=[1.0, 2.0], seeds=[0, 1], checkpoint_every=5)
-    cfg["kmeans"].update(ks=[2, 4], inits=2)
-    cfg["hessian"].update(n_samples=50)
+    cfg["kmeans"].update(ks=[2, 4], inits=2, every_k_max=4)
+    cfg["hessian"].update(n_samples=50, small_samples=10)
     cfg["finetune"].update(epochs=1)
     cfg["claims"].update(fixed_bits=[1, 2], huffman_rates=[1.5])
     return cfg
@@ -94,7 +94,13 @@ def test_run_resume_and_aggregate(tmp_path: Path, capfd: pytest.CaptureFixture) 
     assert code == 0
     rows = read_claims(out / "quant.json")
     ids = {r["claim_id"] for r in rows}
-    assert {"quant_fixed_hw_beats_kmeans", "quant_huffman_uniform_beats_kmeans", "quant_adam_hessian_equivalent"} <= ids
+    assert {"quant_fixed_hw_beats_kmeans", "quant_huffman_uniform_beats_kmeans", "quant_adam_hessian_equivalent",
+            "quant_small_hessian_equivalent", "quant_huffman_uniform_beats_kmeans_ft", "quant_table1_uniform_vs_ecsq"} <= ids
+    dense = res["sweeps"]["dense"]
+    assert {r["target"] for r in dense if r["method"] == "kmeans"} == {2, 3, 4}  # every k up to every_k_max
+    assert {r["target"] for r in dense if r["method"] == "hw_kmeans_adam"} == {2, 4}
+    assert all(r["gap_to_optimum"] == 0.0 for r in dense if "gap_to_optimum" in r)  # init exact: the optimum
+    assert {r["method"] for r in res["sweeps"]["pruned"]} == {"kmeans", "hw_kmeans", "uniform", "ecsq"}
     assert all(r["n_seeds"] == 2 for r in rows if r["claim_id"] == "quant_fixed_hw_beats_kmeans")
     assert (out / "fig1.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
     table = (out / "table1.csv").read_text().splitlines()
@@ -189,3 +195,25 @@ def test_weights_only_hutchinson_no_prune_no_finetune(tmp_path: Path) -> None:
                  "--figure", str(out / "f.svg"), "--table", str(out / "t.csv")]) == 0
     ids = {r["claim_id"] for r in read_claims(out / "c.json")}
     assert "quant_fixed_hw_beats_kmeans" in ids and "quant_fixed_hw_beats_kmeans_ft" not in ids
+
+
+def test_aggregate_without_pruning_with_more_seedings_than_finetuned(tmp_path: Path) -> None:
+    """Pruning off and kmeans.inits > finetune.inits: Table 1 reads the fine-tuned seedings only (no crash);
+    a seeded k-means records its gap to the exact optimum."""
+    cfg = _tiny_config()
+    cfg["prune"]["enabled"] = False
+    cfg["kmeans"].update(init="kmeans++", inits=2)
+    cfg["finetune"]["inits"] = 1
+    data = _fake_digits(tmp_path / "digits.npz")
+    assert _run(tmp_path, data, 0, cfg) == 0
+    dense = json.loads((tmp_path / "s0.json").read_text())["sweeps"]["dense"]
+    assert {r["init"] for r in dense if r["method"] == "kmeans"} == {0, 1}
+    assert any("acc_ft" not in r for r in dense if r["method"] == "kmeans")
+    assert all(r["gap_to_optimum"] >= -1e-9 for r in dense if r["method"] in ("kmeans", "hw_kmeans"))
+    out = tmp_path / "agg"
+    assert main(["aggregate", "--config", json.dumps(cfg), "--in", str(tmp_path / "s0.json"),
+                 "--summary", str(out / "s.json"), "--claims", str(out / "c.json"),
+                 "--figure", str(out / "f.svg"), "--table", str(out / "t.csv")]) == 0
+    for row in read_claims(out / "c.json"):
+        if row["claim_id"].startswith("quant_table1"):  # the paper's Table 1 is pruned: no value beside ours
+            assert row["paper_value"] is None and "no pruning" in row["scale_note"]

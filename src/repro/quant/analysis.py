@@ -22,6 +22,8 @@ from typing import Iterable
 
 import numpy as np
 
+KMEANS_VARIANTS = ("kmeans", "hw_kmeans", "hw_kmeans_adam", "hw_kmeans_small")
+
 
 def select(records: Iterable[dict], **match) -> list[dict]:
     return [r for r in records if all(r.get(k) == v for k, v in match.items())]
@@ -36,7 +38,7 @@ def _value(r: dict, metric: str, finetuned: bool) -> float:
 
 def fixed_length_point(records: list[dict], method: str, bits: int, init: int, metric: str, finetuned: bool) -> float:
     """A k-means variant's metric with k = 2^bits clusters (NaN if the sweep has no such k)."""
-    if method not in ("kmeans", "hw_kmeans", "hw_kmeans_adam"):
+    if method not in KMEANS_VARIANTS:
         raise ValueError(f"fixed_length_point: {method!r} is not a k-means variant")
     hit = select(records, method=method, init=init, target=2**bits)
     return _value(hit[0], metric, finetuned) if hit else math.nan
@@ -62,7 +64,7 @@ def huffman_point(records: list[dict], method: str, rate: float, init: int | Non
 
 def inits_of(records: list[dict], finetuned: bool = False) -> list[int]:
     """The k-means seedings present (with fine-tuned results, if ``finetuned``)."""
-    return sorted({int(r["init"]) for r in records if r["method"] in ("kmeans", "hw_kmeans", "hw_kmeans_adam")
+    return sorted({int(r["init"]) for r in records if r["method"] in KMEANS_VARIANTS
                    and (not finetuned or "ce_ft" in r)})
 
 
@@ -113,9 +115,26 @@ def huffman_gain_over_kmeans(records: list[dict], method: str, rates: list[float
 
 def best_ratio(records: list[dict], method: str, ref_acc: float, tol: float, *, finetuned: bool, code: str = "huffman") -> float:
     """Table 1: largest CR of ``method`` whose accuracy is >= ref_acc - tol (NaN if none is)."""
-    ok = [float(r[f"cr_{code}"]) for r in select(records, method=method)
-          if _value(r, "acc", finetuned) >= ref_acc - tol - 1e-9]
+    recs = [r for r in select(records, method=method) if not finetuned or "acc_ft" in r]  # fine-tuned seedings only
+    ok = [float(r[f"cr_{code}"]) for r in recs if _value(r, "acc", finetuned) >= ref_acc - tol - 1e-9]
     return max(ok, default=math.nan)
+
+
+def max_spacing(records: list[dict], method: str, lo: float, hi: float) -> float:
+    """Widest gap (bits) between neighbouring Huffman lengths of ``method``'s points (first seeding) that
+    the operational curve interpolates across on [lo, hi]; NaN if the points do not span [lo, hi]."""
+    init = min((int(r["init"]) for r in select(records, method=method)), default=0)
+    xs = np.sort([float(r["bits_huffman"]) for r in select(records, method=method, init=init)])
+    if xs.size == 0 or xs[0] > lo + 1e-12 or xs[-1] < hi - 1e-12:
+        return math.nan
+    i0 = max(int(np.searchsorted(xs, lo, side="right")) - 1, 0)
+    i1 = min(int(np.searchsorted(xs, hi, side="left")), xs.size - 1)
+    return float(np.max(np.diff(xs[i0 : i1 + 1]))) if i1 > i0 else 0.0
+
+
+def max_gap_to_optimum(records: list[dict]) -> float:
+    """Largest relative gap of a k-means record's objective above the exact optimum (0 = optimal)."""
+    return max((float(r["gap_to_optimum"]) for r in records if "gap_to_optimum" in r), default=math.nan)
 
 
 def curves(per_seed: list[dict], sweep: str, finetuned: bool) -> dict[str, list[dict]]:

@@ -52,58 +52,21 @@ def _device(name: str):
     return torch.device(name)
 
 
-def _flat_hessian(hdict: dict, layout, floor: float):
-    """Concatenate per-parameter diagonals over the kept entries, clip at floor * mean (numpy [N])."""
-    import numpy as np
-    import torch
-
-    flat = torch.cat([hdict[n].detach().flatten() for n in layout.names])[layout.kept].double().cpu().numpy()
-    if not np.all(np.isfinite(flat)):
-        raise FloatingPointError("Hessian diagonal contains NaN/inf")
-    mean = float(np.mean(np.abs(flat)))
-    n_clipped = int(np.sum(flat < floor * mean))
-    return np.maximum(flat, floor * mean if mean > 0 else 1e-12), n_clipped
-
-
-def _net_hessians(model, optimizer, layout, data, cfg, seed, log):
-    """The exact diagonal over a random subset of the training set and sqrt of Adam's v_hat."""
-    import numpy as np
-    import torch
-    from scipy import stats
-
-    from repro.quant.hessian import adam_second_moment_diag, hessian_diagonal
-
-    hc = cfg["hessian"]
-    g = torch.Generator().manual_seed(seed + 12345)
-    n = min(int(hc["n_samples"]), data.x_train.shape[0])
-    idx = torch.randperm(data.x_train.shape[0], generator=g)[:n].to(data.x_train.device)
-    t0 = time.perf_counter()
-    exact = hessian_diagonal(model, data.x_train[idx], data.y_train[idx], method=hc["method"],
-                             batch_size=int(hc["batch_size"]), probes=int(hc["probes"]), generator=g, names=layout.names)
-    t_exact = time.perf_counter() - t0
-    adam = adam_second_moment_diag(model, optimizer, bias_correction=bool(hc["adam_bias_correction"]), names=layout.names)
-    h_exact, clip_e = _flat_hessian(exact, layout, float(hc["floor"]))
-    h_adam, clip_a = _flat_hessian(adam, layout, float(hc["floor"]))
-    rho = float(stats.spearmanr(h_exact, h_adam).statistic)
-    log(f"Hessian ({hc['method']}, {n} samples): {t_exact:.2f} s; Spearman(exact, Adam) = {rho:.3f}")
-    info = {"method": hc["method"], "n_samples": n, "seconds": t_exact, "spearman_exact_adam": rho,
-            "clipped_exact": clip_e, "clipped_adam": clip_a, "mean_exact": float(np.mean(h_exact)),
-            "mean_adam": float(np.mean(h_adam))}
-    return {"exact": h_exact, "adam": h_adam}, info
-
-
 def _sweep_net(model, optimizer, data, cfg, masks, *, seed, tag, inits, log):
     import numpy as np
 
     from repro.quant.coding import CodeCost
     from repro.quant.engine import evaluate, flat_values, make_layout
-    from repro.quant.sweep import SweepContext, position_cost, pruned_only_ratio, run_sweep
+    from repro.quant.hessian import net_hessians
+    from repro.quant.sweep import SweepContext, position_cost, pruned_only_ratio, run_sweep, sweep_methods
 
     all_names = [n for n, _ in model.named_parameters()]
     params = dict(model.named_parameters())
     names = all_names if cfg["quantize"] == "all" else [n for n in all_names if params[n].dim() > 1]
     layout = make_layout(model, names, masks)
-    hessians, h_info = _net_hessians(model, optimizer, layout, data, cfg, seed, log)
+    methods = sweep_methods(cfg, tag)
+    hessians, h_info = net_hessians(model, optimizer, layout.names, layout.kept, data.x_train, data.y_train,
+                                    cfg["hessian"], seed, log, small="hw_kmeans_small" in methods)
     n_params = sum(p.numel() for p in model.parameters())
     n_unq = sum(params[n].numel() for n in all_names if n not in names)
     pos = position_cost(layout, int(cfg["prune"]["max_gap"])) if masks else CodeCost(0.0, 0.0, 0.0)
@@ -113,7 +76,7 @@ def _sweep_net(model, optimizer, data, cfg, masks, *, seed, tag, inits, log):
     w = flat_values(model, layout).double().cpu().numpy()
     acc, ce = evaluate(model, data.x_test, data.y_test, batch_size=int(cfg["eval_batch_size"]))
     log(f"[{tag}] unquantized: acc {acc:.2f}%  CE {ce:.4f}  ({len(w)} quantized parameters of {n_params})")
-    records = run_sweep(ctx, w, cfg, methods=list(cfg["methods"]), inits=inits, tag=tag, log=log)
+    records = run_sweep(ctx, w, cfg, methods=methods, inits=inits, tag=tag, log=log)
     meta = {"acc": acc, "ce": ce, "n_params": n_params, "n_quantized": int(len(w)), "n_unquantized": n_unq,
             "hessian": h_info, "position_bits": pos.payload_bits + pos.table_bits,
             "cr_pruned_only": pruned_only_ratio(ctx) if masks else 1.0}

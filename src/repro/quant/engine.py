@@ -178,8 +178,11 @@ def flat_values(model: nn.Module, layout: Layout) -> torch.Tensor:
 
 def params_from_values(model: nn.Module, layout: Layout, values: torch.Tensor) -> dict[str, torch.Tensor]:
     """Every parameter, with the quantized ones replaced by ``values`` (pruned entries 0)."""
-    full = torch.zeros(layout.kept.shape[0], dtype=values.dtype, device=values.device)
-    full = full.masked_scatter(layout.kept, values)
+    if values.shape[0] == layout.kept.shape[0]:  # nothing pruned
+        full = values
+    else:
+        full = torch.zeros(layout.kept.shape[0], dtype=values.dtype, device=values.device)
+        full = full.masked_scatter(layout.kept, values)
     out = {n: p.detach() for n, p in model.named_parameters()}
     for n, shape, chunk in zip(layout.names, layout.shapes, torch.split(full, layout.sizes)):
         out[n] = chunk.view(shape)

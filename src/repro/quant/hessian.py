@@ -18,12 +18,17 @@ training samples (50,000 in the paper; 1,000 "nearly as good", Sec. 5). Three wa
 
 The free alternative (Sec. 3.5) is the square root of Adam's second-moment estimate at the end of
 training, :func:`adam_second_moment_diag` (bias-corrected v_hat by default, as Adam's update uses).
+:func:`net_hessians` gives a sweep its flattened, floored weights: the diagonal over ``n_samples``
+training samples (the paper's 50,000), over the first ``small_samples`` of the same draw (the paper's
+1,000, Fig. 2) and Adam's.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, vjp, vmap
@@ -167,3 +172,51 @@ def adam_second_moment_diag(model: nn.Module, optimizer: torch.optim.Adam, *, bi
             v = v / (1.0 - beta2**step)
         out[n] = v.sqrt()
     return out
+
+
+def flat_hessian(hdict: dict[str, torch.Tensor], names: list[str], kept: torch.Tensor, floor: float) -> tuple[np.ndarray, int]:
+    """Concatenate per-parameter diagonals over the kept entries, clipped at floor * mean (numpy [N])
+    (the diagonal may be zero or negative, Sec. 3.1); returns (weights, number clipped)."""
+    flat = torch.cat([hdict[n].detach().flatten() for n in names])[kept].double().cpu().numpy()
+    if not np.all(np.isfinite(flat)):
+        raise FloatingPointError("Hessian diagonal contains NaN/inf")
+    mean = float(np.mean(np.abs(flat)))
+    n_clipped = int(np.sum(flat < floor * mean))
+    return np.maximum(flat, floor * mean if mean > 0 else 1e-12), n_clipped
+
+
+def net_hessians(model: nn.Module, optimizer: torch.optim.Adam, names: list[str], kept: torch.Tensor,
+                 x: torch.Tensor, y: torch.Tensor, hc: dict, seed: int, log=print, *,
+                 small: bool = True) -> tuple[dict[str, np.ndarray], dict]:
+    """Hessian weights of the kept entries of ``names``: ``exact`` over ``hc['n_samples']`` random training
+    samples, ``small`` over the first ``hc['small_samples']`` of them (Fig. 2; 0 or ``small=False``: skip) and ``adam``
+    (Sec. 3.5). Returns the weights and a summary (sample counts, seconds, Spearman correlations)."""
+    from scipy import stats
+
+    g = torch.Generator().manual_seed(seed + 12345)
+    n = min(int(hc["n_samples"]), x.shape[0])
+    idx = torch.randperm(x.shape[0], generator=g)[:n].to(x.device)
+    floor = float(hc["floor"])
+
+    def diag(sub: torch.Tensor) -> dict[str, torch.Tensor]:
+        return hessian_diagonal(model, x[sub], y[sub], method=hc["method"], batch_size=int(hc["batch_size"]),
+                                probes=int(hc["probes"]), generator=g, names=names)
+
+    t0 = time.perf_counter()
+    h_exact, clip_e = flat_hessian(diag(idx), names, kept, floor)
+    t_exact = time.perf_counter() - t0
+    adam = adam_second_moment_diag(model, optimizer, bias_correction=bool(hc["adam_bias_correction"]), names=names)
+    h_adam, clip_a = flat_hessian(adam, names, kept, floor)
+    out = {"exact": h_exact, "adam": h_adam}
+    info = {"method": hc["method"], "n_samples": n, "seconds": t_exact,
+            "spearman_exact_adam": float(stats.spearmanr(h_exact, h_adam).statistic),
+            "clipped_exact": clip_e, "clipped_adam": clip_a, "mean_exact": float(np.mean(h_exact)),
+            "mean_adam": float(np.mean(h_adam))}
+    n_small = min(int(hc.get("small_samples", 0)), n) if small else 0
+    if n_small > 0:
+        out["small"], info["clipped_small"] = flat_hessian(diag(idx[:n_small]), names, kept, floor)
+        info["n_small"] = n_small
+        info["spearman_exact_small"] = float(stats.spearmanr(h_exact, out["small"]).statistic)
+    log(f"Hessian ({hc['method']}, {n} samples): {t_exact:.2f} s; Spearman(exact, Adam) = {info['spearman_exact_adam']:.3f}"
+        + (f"; Spearman(exact, {n_small} samples) = {info['spearman_exact_small']:.3f}" if n_small else ""))
+    return out, info

@@ -14,8 +14,10 @@ midpoints), independent of N. The same prefix sums give
 * k-means++ seeding (D^2 sampling, greedy with 2 + ln k local trials as scikit-learn) in
   O(k^2 log N) per seeding: the D^2 mass of an interval is S2 - 2 c S1 + c^2 S0;
 * the exact optimum (dynamic programming over contiguous partitions, Wang & Song's Ckmeans.1d.dp
-  recurrence with divide-and-conquer over the monotone split points), run on the points themselves
-  when N is small and on at most ``2 * dp_bins`` contiguous groups otherwise (then refined by Lloyd).
+  recurrence with divide-and-conquer over the monotone split points): :func:`optimal_kmeans` on the
+  points themselves for every k up to k_max in one pass (what the sweep uses, and the yardstick of
+  any other initialisation's gap); the ``dp`` seeding of :func:`weighted_kmeans_1d` runs it on at
+  most ``2 * dp_bins`` contiguous groups when N is larger (then refined by Lloyd).
 
 All functions are pure numpy: arrays in, arrays out.
 """
@@ -191,22 +193,24 @@ def _segmented_argmin(vals: np.ndarray, seg: np.ndarray, n_seg: int) -> np.ndarr
     """Index (into ``vals``) of the first minimum of each segment; ``seg`` is sorted, no segment empty."""
     starts = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1]])
     best = np.minimum.reduceat(vals, starts)
-    hit = np.flatnonzero(vals <= best[seg])
-    _, first = np.unique(seg[hit], return_index=True)
+    hit = np.flatnonzero(vals <= best[seg])  # sorted, and so are their segments
+    hs = seg[hit]
+    first = hit[np.r_[True, hs[1:] != hs[:-1]]]
     assert len(first) == n_seg
-    return hit[first]
+    return first
 
 
-def optimal_partition(s0: np.ndarray, s1: np.ndarray, s2: np.ndarray, k: int) -> tuple[np.ndarray, float]:
-    """Exact minimum of D_h over partitions of M ordered groups into k contiguous intervals.
+def optimal_partitions(s0: np.ndarray, s1: np.ndarray, s2: np.ndarray, ks: list[int]) -> dict[int, tuple[np.ndarray, float]]:
+    """Exact minimum of D_h over partitions of M ordered groups into k contiguous intervals, every k of ``ks``.
 
     ``s0, s1, s2`` are [M+1] prefix sums (leading 0) of the groups' mass, first and second moment.
     Recurrence D[j][m] = min_{a<m} D[j-1][a] + SSE(a, m); the optimal split a*(m) is monotone in m,
-    so each layer is solved by divide and conquer in O(M log M), vectorized level by level.
-    Returns the interval limits [0, b_1, ..., M] (k+1 of them) and the optimal objective.
+    so each layer is solved by divide and conquer in O(M log M), vectorized level by level. One pass
+    up to max(ks) yields every smaller k (layer j is the optimum with j clusters).
+    Returns {k: (interval limits [0, b_1, ..., M] (k+1 of them, k capped at M), optimal objective)}.
     """
     m_total = len(s0) - 1
-    k = min(k, m_total)
+    k_max = min(max(ks), m_total)
 
     def cost(a: np.ndarray, m: np.ndarray) -> np.ndarray:
         m0 = s0[m] - s0[a]
@@ -216,8 +220,9 @@ def optimal_partition(s0: np.ndarray, s1: np.ndarray, s2: np.ndarray, k: int) ->
     idx = np.arange(m_total + 1)
     prev = np.full(m_total + 1, np.inf)
     prev[1:] = cost(np.zeros(m_total, dtype=np.int64), idx[1:])
-    args = np.zeros((k + 1, m_total + 1), dtype=np.int64)
-    for j in range(2, k + 1):
+    args = np.zeros((k_max + 1, m_total + 1), dtype=np.int32 if m_total < 2**31 else np.int64)  # split points
+    optimum = {1: float(prev[m_total])}
+    for j in range(2, k_max + 1):
         cur = np.full(m_total + 1, np.inf)
         segs = np.array([[j, m_total, j - 1, m_total - 1]], dtype=np.int64)  # m range, a range
         while len(segs):
@@ -238,24 +243,57 @@ def optimal_partition(s0: np.ndarray, s1: np.ndarray, s2: np.ndarray, k: int) ->
             segs = np.concatenate([left, right])
             segs = segs[segs[:, 0] <= segs[:, 1]]
         prev = cur
-    bounds = [m_total]
-    for j in range(k, 1, -1):
-        bounds.append(int(args[j, bounds[-1]]))
-    bounds.append(0)
-    return np.array(bounds[::-1], dtype=np.int64), float(prev[m_total])
+        optimum[j] = float(prev[m_total])
+    out = {}
+    for k in ks:
+        kk = min(int(k), k_max)
+        bounds = [m_total]
+        for j in range(kk, 1, -1):
+            bounds.append(int(args[j, bounds[-1]]))
+        bounds.append(0)
+        out[int(k)] = (np.array(bounds[::-1], dtype=np.int64), optimum[kk])
+    return out
 
 
-def dp_init(sw: SortedWeights, k: int, *, bins: int = 2048) -> np.ndarray:
-    """Centres of the optimal partition, exact when N <= 2*bins, else over contiguous groups whose
-    limits are the union of ``bins`` equal-count and ``bins`` equal-width cut points (keeps the tails)."""
+def optimal_partition(s0: np.ndarray, s1: np.ndarray, s2: np.ndarray, k: int) -> tuple[np.ndarray, float]:
+    """The exact optimum for one k (see :func:`optimal_partitions`): (interval limits, objective)."""
+    return optimal_partitions(s0, s1, s2, [k])[k]
+
+
+def optimal_kmeans(sw: SortedWeights, ks: list[int]) -> dict[int, KMeans1DResult]:
+    """The global optimum of (Hessian-)weighted k-means (Sec. 3.2) for every k of ``ks``, on the points
+    themselves (no grouping): optimal 1-D clusters are intervals of the sorted weights, so the DP over
+    contiguous partitions is exact. Cost O(max(ks) N log N) for all ks together."""
+    parts = optimal_partitions(sw.s0, sw.s1, sw.s2, ks)
+    return {k: _finish(sw, interval_means(sw, b), b, 0) for k, (b, _) in parts.items()}
+
+
+def dp_inits(sw: SortedWeights, ks: list[int], *, bins: int = 2048) -> dict[int, np.ndarray]:
+    """Centres of the optimal partition for every k of ``ks`` (one DP pass), exact when N <= 2*bins,
+    else over contiguous groups whose limits are the union of ``bins`` equal-count and ``bins``
+    equal-width cut points (keeps the tails)."""
     if sw.n <= 2 * bins:
         cuts = np.arange(sw.n + 1)
     else:
         eq_count = np.linspace(0, sw.n, bins + 1).round().astype(np.int64)
         eq_width = np.searchsorted(sw.w, np.linspace(sw.w[0], sw.w[-1], bins + 1)[1:-1], side="left")
         cuts = np.unique(np.concatenate([eq_count, eq_width, [0, sw.n]]))
-    b, _ = optimal_partition(sw.s0[cuts], sw.s1[cuts], sw.s2[cuts], k)
-    return interval_means(sw, cuts[b])
+    parts = optimal_partitions(sw.s0[cuts], sw.s1[cuts], sw.s2[cuts], ks)
+    return {k: interval_means(sw, cuts[b]) for k, (b, _) in parts.items()}
+
+
+def dp_init(sw: SortedWeights, k: int, *, bins: int = 2048) -> np.ndarray:
+    """Centres of the (binned) optimal partition for one k, see :func:`dp_inits`."""
+    return dp_inits(sw, [k], bins=bins)[k]
+
+
+def dp_kmeans(sw: SortedWeights, ks: list[int], *, bins: int = 2048, max_iter: int = 1000) -> dict[int, KMeans1DResult]:
+    """Lloyd from the (binned) optimal partition, every k of ``ks`` from one DP pass (``init="dp"``)."""
+    out = {}
+    for k, c0 in dp_inits(sw, ks, bins=bins).items():
+        c, bounds, it = lloyd(sw, c0, max_iter=max_iter)
+        out[k] = _finish(sw, c, bounds, it)
+    return out
 
 
 def _simple_init(sw: SortedWeights, k: int, init: str) -> np.ndarray:

@@ -24,7 +24,15 @@ import numpy as np
 import torch
 
 from repro.quant.coding import entropy_bits
-from repro.quant.kmeans1d import SortedWeights, interval_means, interval_sse, prepare, weighted_kmeans_1d
+from repro.quant.kmeans1d import (
+    KMeans1DResult,
+    SortedWeights,
+    dp_kmeans,
+    interval_means,
+    interval_sse,
+    prepare,
+    weighted_kmeans_1d,
+)
 
 
 @dataclass(frozen=True)
@@ -130,7 +138,7 @@ def _ecsq_lloyd(
         coef = torch.stack([c * c, c, -lam * torch.log2(p)])  # [3, K]
         new = torch.empty(n, dtype=torch.int64, device=w.device)
         for s in range(0, n, chunk):
-            new[s : s + chunk] = torch.argmin(feats[s : s + chunk] @ coef, dim=1)  # [B]
+            new[s : s + chunk] = torch.min(feats[s : s + chunk] @ coef, dim=1).indices  # [B] (faster than argmin on CPU)
         counts = torch.bincount(new, minlength=c.shape[0])
         keep = torch.nonzero(counts > 0).flatten()
         remap = torch.full((c.shape[0],), -1, dtype=torch.int64, device=w.device)
@@ -150,19 +158,26 @@ def _ecsq_lloyd(
     return c.cpu().numpy(), labels.cpu().numpy()
 
 
+def ecsq_start_clusters(rate: float, init_clusters: int | None = None) -> int:
+    """Clusters of ECSQ's starting HW k-means: ``init_clusters``, else 2^(ceil(rate)+3) within 16..256."""
+    return init_clusters or int(min(256, max(16, 2 ** (math.ceil(rate) + 3))))
+
+
 def ecsq_quantize(
     w: np.ndarray, h: np.ndarray, rate: float, *, init_clusters: int | None = None, tol: float = 0.02,
     max_search: int = 25, max_iter: int = 30, sw: SortedWeights | None = None, device: str | torch.device = "cpu",
+    start: KMeans1DResult | None = None,
 ) -> Quantization:
     """Iterative ECSQ (App. A.3) at the target entropy ``rate`` (lambda searched on a log scale); the
-    assignment steps run with torch on ``device`` (the sweep passes the net's device)."""
+    assignment steps run with torch on ``device`` (the sweep passes the net's device). ``start``: the
+    HW k-means with :func:`ecsq_start_clusters` clusters, if already computed (the sweep shares it)."""
     w = np.asarray(w, dtype=np.float64).ravel()
     h = np.asarray(h, dtype=np.float64).ravel()
     w_t = torch.as_tensor(w, device=device)
     h_t = torch.as_tensor(h, device=device)
     sw = sw if sw is not None else prepare(w, h)
-    k0 = init_clusters or int(min(256, max(16, 2 ** (math.ceil(rate) + 3))))
-    init = weighted_kmeans_1d(sw, None, k0, init="dp")
+    k0 = ecsq_start_clusters(rate, init_clusters)
+    init = start if start is not None else dp_kmeans(sw, [k0])[k0]
     c0 = init.centres
     p0 = np.bincount(init.labels, minlength=len(c0)) / len(w)
     h0 = entropy_bits(p0)

@@ -1,5 +1,12 @@
 """One net's quantization sweep: every method x rate, coded with fixed-length and Huffman codes.
 
+k-means and Hessian-weighted k-means run at every k from 2 to ``kmeans.every_k_max`` besides
+``kmeans.ks`` (1-D clustering is cheap), so their Huffman operational curve has no gaps of a whole bit
+that interpolation would bridge (paper Fig. 1c/d compare the methods at equal average codeword
+length). With ``kmeans.init: exact`` every k-means result is the global optimum of its (Hessian-
+weighted) objective (:func:`repro.quant.kmeans1d.optimal_kmeans`); with any other seeding each record
+carries its gap to that optimum (``gap_to_optimum``).
+
 For each quantization of all (kept) parameters together the record holds: the number of clusters,
 the index entropy, fixed-length bits ceil(log2 k), Huffman's average codeword length, the compression
 ratio of both codes (codebook and code table counted, pruning index bits added for pruned nets,
@@ -26,11 +33,35 @@ from repro.quant.coding import (
     index_cost,
 )
 from repro.quant.engine import Layout, evaluate, finetune_centres, params_from_values
-from repro.quant.kmeans1d import prepare
-from repro.quant.quantizers import Quantization, ecsq_quantize, kmeans_quantize, uniform_quantize
+from repro.quant.kmeans1d import SortedWeights, dp_kmeans, optimal_kmeans, prepare
+from repro.quant.quantizers import (
+    Quantization,
+    ecsq_quantize,
+    ecsq_start_clusters,
+    kmeans_quantize,
+    uniform_quantize,
+)
 
-METHODS = ("kmeans", "hw_kmeans", "hw_kmeans_adam", "uniform", "ecsq")
-KMEANS_HESSIAN = {"kmeans": None, "hw_kmeans": "exact", "hw_kmeans_adam": "adam"}
+METHODS = ("kmeans", "hw_kmeans", "hw_kmeans_adam", "hw_kmeans_small", "uniform", "ecsq")
+# which Hessian weights each k-means variant: none, all sampled training data, Adam (Sec. 3.5), a small sample (Fig. 2)
+KMEANS_HESSIAN = {"kmeans": None, "hw_kmeans": "exact", "hw_kmeans_adam": "adam", "hw_kmeans_small": "small"}
+EVERY_K = ("kmeans", "hw_kmeans")  # the k-means curves of the Huffman comparison (Fig. 1c/d)
+# fine-tuned when fine-tuning is on: the methods of Fig. 1 and Table 1 (no claim reads the others' tuned values)
+FINETUNED = ("kmeans", "hw_kmeans", "uniform", "ecsq")
+TABLE1 = ("kmeans", "hw_kmeans", "uniform", "ecsq")  # the quantizer columns of Table 1 (the pruned sweep)
+
+
+def sweep_methods(cfg: dict, tag: str) -> list[str]:
+    """The configured methods; the pruned sweep (Table 1 only) runs just the Table 1 columns."""
+    return [m for m in cfg["methods"] if tag != "pruned" or m in TABLE1]
+
+
+def kmeans_ks(cfg: dict, method: str) -> list[int]:
+    """Cluster counts of a k-means variant: ``kmeans.ks``, plus every k up to ``every_k_max`` (EVERY_K)."""
+    ks = {int(k) for k in cfg["kmeans"]["ks"]}
+    if method in EVERY_K:
+        ks |= set(range(2, int(cfg["kmeans"].get("every_k_max", 0)) + 1))
+    return sorted(ks)
 
 
 @dataclass
@@ -81,7 +112,8 @@ def score(ctx: SweepContext, w: np.ndarray, q: Quantization, record: dict) -> di
         "predicted_dloss": 0.5 * d_h,
         **{k: v for k, v in q.info.items() if k in ("objective", "step", "lambda", "n_iter")},
     }
-    if ctx.finetune.get("enabled", False) and int(record["init"]) < int(ctx.finetune["inits"]):
+    if (ctx.finetune.get("enabled", False) and record["method"] in FINETUNED
+            and int(record["init"]) < int(ctx.finetune["inits"])):
         centres = torch.as_tensor(q.centres, dtype=dtype, device=device)
         labels = torch.as_tensor(q.labels, device=device)
         tuned = finetune_centres(
@@ -96,41 +128,68 @@ def score(ctx: SweepContext, w: np.ndarray, q: Quantization, record: dict) -> di
 
 def run_sweep(ctx: SweepContext, w: np.ndarray, cfg: dict, *, methods: list[str], inits: int, tag: str,
               log=print) -> list[dict]:
-    """All methods of ``methods`` over ``cfg['kmeans']['ks']`` / ``cfg['rates']`` for one net."""
+    """All methods of ``methods`` over :func:`kmeans_ks` / ``cfg['rates']`` for one net."""
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ValueError(f"unknown quantization methods {unknown}; expected some of {METHODS}")
-    km = cfg["kmeans"]
-    sorted_by = {name: prepare(w, None if name is None else ctx.hessians[name]) for name in (None, "exact", "adam")}
+    missing = sorted({KMEANS_HESSIAN[m] for m in methods if m in KMEANS_HESSIAN} - {None} - set(ctx.hessians))
+    if missing:
+        raise ValueError(f"quantization methods {methods} need Hessian weights {missing} that were not computed")
+    sorted_by = {name: prepare(w, None if name is None else ctx.hessians[name])
+                 for name in (None, *ctx.hessians)}
     records: list[dict] = []
     for method in methods:
         t_method = time.perf_counter()
         if method in KMEANS_HESSIAN:
             hname = KMEANS_HESSIAN[method]
-            for r in range(inits):
-                for k in km["ks"]:
-                    # the same generator for every k-means variant: paired comparisons share the seeding
-                    rng = np.random.default_rng([ctx.seed, r, int(k)])
-                    t0 = time.perf_counter()
-                    q = kmeans_quantize(w, None, int(k), init=km["init"], n_init=int(km["n_init"]), rng=rng,
-                                        dp_bins=int(km["dp_bins"]), sw=sorted_by[hname])
-                    dt = time.perf_counter() - t0
-                    records.append(score(ctx, w, q, {"sweep": tag, "method": method, "hessian": hname or "none",
-                                                     "init": r, "target": int(k), "quantize_s": dt}))
+            records += _kmeans_records(ctx, w, sorted_by[hname], cfg, method=method, hname=hname, inits=inits, tag=tag)
         else:
+            e = cfg["ecsq"]
+            if method == "ecsq":  # the starting HW k-means of every rate from one DP pass
+                k0s = sorted({ecsq_start_clusters(float(r), int(e["init_clusters"]) or None) for r in cfg["rates"]})
+                starts = dp_kmeans(sorted_by["exact"], k0s)
             for rate in cfg["rates"]:
                 t0 = time.perf_counter()
                 if method == "uniform":
                     q = uniform_quantize(w, ctx.hessians["exact"], float(rate), sw=sorted_by["exact"])
                 else:
-                    e = cfg["ecsq"]
-                    q = ecsq_quantize(w, ctx.hessians["exact"], float(rate), init_clusters=int(e["init_clusters"]) or None,
+                    k0 = ecsq_start_clusters(float(rate), int(e["init_clusters"]) or None)
+                    q = ecsq_quantize(w, ctx.hessians["exact"], float(rate), init_clusters=k0,
                                       tol=float(e["rate_tol"]), max_iter=int(e["max_iter"]), sw=sorted_by["exact"],
-                                      device=ctx.x_test.device)
+                                      device=ctx.x_test.device, start=starts[k0])
                 dt = time.perf_counter() - t0
                 records.append(score(ctx, w, q, {"sweep": tag, "method": method, "hessian": "exact", "init": 0,
                                                  "target": float(rate), "quantize_s": dt}))
         log(f"[{tag}] {method}: {time.perf_counter() - t_method:.2f} s")
+    return records
+
+
+def _kmeans_records(ctx: SweepContext, w: np.ndarray, sw: SortedWeights, cfg: dict, *, method: str,
+                    hname: str | None, inits: int, tag: str) -> list[dict]:
+    """One k-means variant at every k of :func:`kmeans_ks`, each record with its gap to the exact optimum."""
+    km = cfg["kmeans"]
+    ks = kmeans_ks(cfg, method)
+    t0 = time.perf_counter()
+    optimum = optimal_kmeans(sw, ks)  # the global optimum of every k: the result (init exact) or the yardstick
+    t_opt = time.perf_counter() - t0
+    exact = km["init"] == "exact"
+    records = []
+    for r in range(1 if exact else inits):  # the optimum is deterministic: one run
+        for k in ks:
+            if exact:
+                res, dt = optimum[k], t_opt / len(ks)
+                q = Quantization(res.centres, res.labels, {"objective": res.objective, "n_iter": 0})
+            else:
+                # the same generator for every k-means variant: paired comparisons share the seeding
+                rng = np.random.default_rng([ctx.seed, r, k])
+                t0 = time.perf_counter()
+                q = kmeans_quantize(w, None, k, init=km["init"], n_init=int(km["n_init"]), rng=rng,
+                                    dp_bins=int(km["dp_bins"]), sw=sw)
+                dt = time.perf_counter() - t0
+            best = optimum[k].objective
+            gap = q.info["objective"] / best - 1.0 if best > 0 else 0.0
+            records.append(score(ctx, w, q, {"sweep": tag, "method": method, "hessian": hname or "none", "init": r,
+                                             "target": k, "quantize_s": dt, "optimum": best, "gap_to_optimum": gap}))
     return records
 
 
