@@ -79,9 +79,9 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
     def fail(code: int, exc: BaseException) -> int:
         if debug:
             traceback.print_exc()
-        text = " ".join(str(exc).split()) or type(exc).__name__
+        text = " ".join(str(exc).split())
         hint = "" if debug else " (--debug shows the traceback)"
-        print(f"{prog} {command}: error: {text}{hint}", file=sys.stderr, flush=True)
+        print(f"{prog} {command}: {type(exc).__name__}: {text}{hint}", file=sys.stderr, flush=True)
         return code
 
     try:

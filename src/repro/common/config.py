@@ -30,6 +30,17 @@ def schema() -> dict[str, Any]:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
+SCHEMA_URI = "urn:repro:config-schema"
+
+
+@functools.lru_cache(maxsize=1)
+def _registry():
+    """The schema as a resource that ``$ref`` can point into (its own refs resolve inside it)."""
+    from referencing import Registry, Resource
+
+    return Registry().with_resource(SCHEMA_URI, Resource.from_contents(schema()))
+
+
 def section_schema(section: str) -> dict[str, Any]:
     """The schema of a dotted section path, e.g. ``"graph.features"`` (``""``: the whole config)."""
     node = schema()
@@ -58,9 +69,7 @@ def check_config(cfg: Mapping[str, Any], sections: str | Iterable[str], *, ignor
     sections = [sections] if isinstance(sections, str) else list(sections)
     if not isinstance(cfg, Mapping):
         raise ConfigError(f"config of {sections[0]!r} must be a mapping, got {type(cfg).__name__}")
-    root = schema()
-    # refs inside a section point into the whole schema: validate through a $ref into a copy of it
-    base = {k: root[k] for k in ("$defs", "properties") if k in root}
+    registry = _registry()
     skipped = set(ignore)
     for key, value in cfg.items():
         if key in skipped:
@@ -71,10 +80,11 @@ def check_config(cfg: Mapping[str, Any], sections: str | Iterable[str], *, ignor
                 break
         else:
             where = ", ".join(s or "the top level" for s in sections)
-            raise ConfigError(f"config key '{'.'.join(filter(None, (sections[0], str(key))))}': not a key of this"
-                              f" stage's config (see {where} in workflow/schemas/config.schema.yaml)")
+            raise ConfigError(f"config key '{'.'.join(filter(None, (sections[0], str(key))))}': unknown key for this"
+                              f" stage (see {where} in workflow/schemas/config.schema.yaml)")
         pointer = "".join(f"/properties/{part}" for part in [*filter(None, section.split(".")), key])
-        validator = jsonschema.Draft202012Validator({**base, "$ref": f"#{pointer}"})
+        # refs inside a section point into the whole schema: validate through a $ref into it
+        validator = jsonschema.Draft202012Validator({"$ref": f"{SCHEMA_URI}#{pointer}"}, registry=registry)
         errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
         if errors:
             err = errors[0]

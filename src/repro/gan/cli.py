@@ -326,11 +326,11 @@ def main(argv: list[str] | None = None) -> int:
     from repro.common.config import check_config
     from repro.gan.config import stage_config
 
-    check_config(args.config, "gan")  # before any work: a bad value is named
-    check_config(stage_config(args.config), "gan")
     configure_threads(args.threads)
     seed_everything(getattr(args, "seed", 0))
     try:
+        check_config(args.config, "gan")  # before any work: a bad value is named
+        check_config(stage_config(args.config), "gan")
         return COMMANDS[args.command](args)
     except (FileNotFoundError, ValueError) as exc:
         _log(f"ERROR: {exc}")

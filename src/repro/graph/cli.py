@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from repro.common.cli import add_common_args
+from repro.common.config import check_config, section_defaults
 from repro.common.io import atomic_write_bytes, atomic_write_json, read_json
 from repro.common.npz import open_npy, read_npz
 from repro.common.provenance import now_iso, provenance_record, write_provenance
@@ -335,18 +336,16 @@ SECTIONS = {"mine": ("graph.mine",), "merge": ("graph.mine",), "figure": ("graph
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    if args.command in SECTIONS:
-        from repro.common.config import check_config, section_defaults
-
-        first = SECTIONS[args.command][0]
-        check_config(args.config, SECTIONS[args.command])  # before any work: a bad value is named
-        args.config = {**section_defaults(first), **args.config}
-        check_config(args.config, SECTIONS[args.command])
     configure_threads(args.threads)
     seed_everything(args.seed)
     args.started = now_iso()
     t0 = time.perf_counter()
     try:
+        if args.command in SECTIONS:  # before any work: a bad value is named; missing keys take the defaults
+            sections = SECTIONS[args.command]
+            check_config(args.config, sections)
+            args.config = {**section_defaults(sections[0]), **args.config}
+            check_config(args.config, sections)
         summary = COMMANDS[args.command][0](args)
     except FloatingPointError as exc:  # NaN loss of the context net
         print(f"[repro.graph {args.command}] error: {exc}", file=sys.stderr)

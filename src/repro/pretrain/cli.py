@@ -326,12 +326,12 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     from repro.common.config import check_config
 
-    check_config(args.config, SECTIONS)  # before any work: a bad value is named
     configure_threads(args.threads)
     seed_everything(getattr(args, "seed", 0))
     args.started = now_iso()
     t0 = time.perf_counter()
     try:
+        check_config(args.config, SECTIONS)  # before any work: a bad value is named
         summary = COMMANDS[args.command][0](args)
     except FloatingPointError as exc:  # NaN loss or features
         print(f"[repro.pretrain {args.command}] error: {exc}", file=sys.stderr)

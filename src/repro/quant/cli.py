@@ -182,11 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     from repro.common.config import check_config
 
-    check_config(args.config, "quant")  # before any work: a bad value is named
     configure_threads(args.threads)
     if args.cmd == "run":
         seed_everything(args.seed)
     try:
+        check_config(args.config, "quant")  # before any work: a bad value is named
         return cmd_run(args) if args.cmd == "run" else cmd_aggregate(args)
     except (FileNotFoundError, ValueError, FloatingPointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
