@@ -6,7 +6,7 @@ lambda2 = 0.005) with one factor changed at a time, over ``--seeds`` seeds:
 
 - the paper's learning rate (MDGAN App. C: Adam 1e-4) at the default's step count and at 10x the steps
   (the same product lr x steps as the default);
-- lambda1 = lambda2 raised 10x and 100x at the default's learning rate.
+- lambda1 = lambda2 raised 10x and 100x at the default's learning rate, and each lambda alone 10x.
 
 Each variant runs GAN and Reg-GAN with the same seeds; the table printed (and ``DIR/study.json``) has
 the modes covered per seed. The verdict goes into the scale note of ``gan_reggan_vs_gan_ring6``;
@@ -31,6 +31,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "paper_lr_10x_steps": {"lr": 1.0e-4, "steps_factor": 10},
     "lambda_x10": {"lambda_factor": 10},
     "lambda_x100": {"lambda_factor": 100},
+    "lambda1_x10": {"lambda1_factor": 10},
+    "lambda2_x10": {"lambda2_factor": 10},
 }
 
 
@@ -45,6 +47,10 @@ def variant_config(exp: dict[str, Any], change: dict[str, Any]) -> dict[str, Any
     if "lambda_factor" in change:
         out["lambda1"] = float(exp["lambda1"]) * change["lambda_factor"]
         out["lambda2"] = float(exp["lambda2"]) * change["lambda_factor"]
+    if "lambda1_factor" in change:
+        out["lambda1"] = float(exp["lambda1"]) * change["lambda1_factor"]
+    if "lambda2_factor" in change:
+        out["lambda2"] = float(exp["lambda2"]) * change["lambda2_factor"]
     out["checkpoint_every"] = 0
     return out
 
