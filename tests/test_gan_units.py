@@ -445,3 +445,11 @@ def test_claim_rows_judge_fig2_ring_rows_and_give_the_mode_score_no_row() -> Non
     # a W1 far above the floor fails
     ring8["arms"]["mgan"]["final"]["w1"]["values"] = [1.2, 1.3, 1.25]
     assert {r.claim_id: r for r in claim_rows({"ring8": ring8}, stage_config({}))}["gan_mgan_ring8_w1_near_zero"].verdict == "fails"
+
+
+def test_mdgan_manifold_loss_uses_the_squared_norm_as_app_a_writes_it() -> None:
+    x = torch.zeros(2, 1, 8, 8)
+    rec = torch.full_like(x, 0.5)
+    logits = torch.zeros(2)
+    assert float(losses.mdgan_manifold_loss(x, rec, logits, lam=1.0)) == pytest.approx(0.25 * 64 + math.log(2))
+    assert float(losses.mdgan_manifold_loss(x, rec, logits, lam=1.0, reduction="mean")) == pytest.approx(0.25 + math.log(2))

@@ -6,7 +6,8 @@
   plain GAN discriminator on x vs G(z); the paper never says whether D also sees G(E(x)) — it does not here.
   d is the per-pixel mean squared error (``losses.reconstruction_distance`` says why).
 - ``reggan_sum``: Reg-GAN with d summed over pixels (ablation of that choice; same lambdas).
-- ``mdgan``: MDGAN (App. A), one manifold step (D1: x vs G(E(x)); G, E: ``d + lam (-log D1(G(E(x))))``)
+- ``mdgan``: MDGAN (App. A), one manifold step (D1: x vs G(E(x)); G, E: ``||x - G(E(x))||^2 + lam (-log D1(G(E(x))))``,
+  the squared norm summed over pixels as App. A writes it, see ``losses.mdgan_manifold_loss``)
   and one diffusion step (D2: G(E(x)) as real vs G(z) as fake; G: ``-log D2(G(z))``) per iteration.
   Adam replaces App. A's plain SGD (same optimizer for every arm).
 - ``mgan``: MGAN (1708.02556 eq. 2): K generators sharing all but the first layer, D and classifier
