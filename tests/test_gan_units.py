@@ -371,7 +371,7 @@ def test_mgan_step_feeds_one_z_to_every_generator() -> None:
         cfg = experiment_config({"experiments": {"ring8": {"n_generators": 3, "batch_size": 6, "z_dim": 4, "same_z": same}}}, "ring8")
         setup = build_arm("mgan", cfg, data_shape=(2,), device="cpu")
         inputs = []
-        setup.nets["G"].first.register_forward_hook(lambda mod, args, out: inputs.append(args[0].clone()))
+        setup.nets["G"].first.register_forward_hook(lambda mod, args, out, store=inputs: store.append(args[0].clone()))
         mgan_step(setup, torch.randn(6, 2), torch.randn(6, 4))
         seen[same] = inputs[0].view(3, 2, 4)
     assert torch.equal(seen[True][0], seen[True][1]) and torch.equal(seen[True][0], seen[True][2])
@@ -453,3 +453,15 @@ def test_mdgan_manifold_loss_uses_the_squared_norm_as_app_a_writes_it() -> None:
     logits = torch.zeros(2)
     assert float(losses.mdgan_manifold_loss(x, rec, logits, lam=1.0)) == pytest.approx(0.25 * 64 + math.log(2))
     assert float(losses.mdgan_manifold_loss(x, rec, logits, lam=1.0, reduction="mean")) == pytest.approx(0.25 + math.log(2))
+
+
+def test_ring6_study_variants_change_one_factor_each() -> None:
+    from repro.gan.ring6_study import VARIANTS, variant_config
+
+    exp = {"lr": 1e-3, "steps": 3000, "lambda1": 0.005, "lambda2": 0.005, "eval_every": 500}
+    paper = variant_config(exp, VARIANTS["paper_lr_10x_steps"])
+    assert (paper["lr"], paper["steps"], paper["lambda1"]) == (1e-4, 30000, 0.005)
+    l1 = variant_config(exp, VARIANTS["lambda1_x10"])
+    assert (l1["lr"], l1["steps"], l1["lambda1"], l1["lambda2"]) == (1e-3, 3000, pytest.approx(0.05), 0.005)
+    both = variant_config(exp, VARIANTS["lambda_x100"])
+    assert (both["lambda1"], both["lambda2"]) == (pytest.approx(0.5), pytest.approx(0.5))
