@@ -7,6 +7,8 @@ GAN_RUN = list(GAN["run"])
 GAN_EXP = GAN["experiments"]
 GAN_SEEDS = list(range(GAN["seeds"]))
 GAN_MIXTURES = ("ring8", "ring6", "grid25")
+# stacked sets are composed from a base set at load time and scored by the base set's classifier
+GAN_STACKED_BASE = {"stacked": "digits", "stacked_mnist": "mnist"}
 # Tiny MLPs run fastest on one thread, and two 1-thread jobs in parallel beat one 2-thread job;
 # `gan.threads: null` falls back to the top-level `threads` (full scale).
 GAN_THREADS = GAN["threads"] or THREADS
@@ -17,14 +19,22 @@ GAN_DATA_FILE = {}  # what the CLI reads: <mixtures>/<name>.npz for 2-D, else th
 GAN_CFG = {}  # the gan section with only this experiment's settings, so editing one experiment
 # never invalidates another's jobs (params are among Snakemake's rerun triggers)
 GAN_WEIGHTS = {}  # [Inception-v3 weights] when the experiment scores with inception_v3
+GAN_SCORER_OF = {}  # experiment -> the experiment whose scorer.pt it reads (itself, or a stacked set's base)
 for _exp in GAN_RUN:
+    if _exp in GAN_STACKED_BASE:
+        GAN_SCORER_OF[_exp] = GAN_STACKED_BASE[_exp]
+    elif _exp not in GAN_MIXTURES:
+        GAN_SCORER_OF[_exp] = _exp
+GAN_SCORED = sorted(set(GAN_SCORER_OF.values()))
+for _exp in list(GAN_RUN) + [e for e in GAN_SCORED if e not in GAN_RUN]:
     if _exp not in GAN_EXP:
-        raise ValueError(f"config key 'gan.run' lists {_exp!r} but 'gan.experiments.{_exp}' is missing")
+        raise ValueError(f"config key 'gan.run' lists {_exp!r} (or a stacked set based on it) but 'gan.experiments.{_exp}' is missing")
     if _exp in GAN_MIXTURES:
         GAN_DATA[_exp] = "results/data/mixtures"
         GAN_DATA_FILE[_exp] = f"results/data/mixtures/{_exp}.npz"
     else:
-        GAN_DATA[_exp] = "results/data/digits.npz" if _exp == "digits" else raw_dataset(_exp)
+        _base = GAN_STACKED_BASE.get(_exp, _exp)
+        GAN_DATA[_exp] = "results/data/digits.npz" if _base == "digits" else raw_dataset(_base)
         GAN_DATA_FILE[_exp] = GAN_DATA[_exp]
     GAN_CFG[_exp] = as_json({**GAN, "experiments": {_exp: GAN_EXP[_exp]}})
     GAN_WEIGHTS[_exp] = []
@@ -66,7 +76,7 @@ rule gan_scorer:
     benchmark:
         "results/benchmarks/gan/{experiment}_scorer.tsv"
     wildcard_constraints:
-        experiment="|".join(e for e in GAN_RUN if e not in GAN_MIXTURES) or "__none__",
+        experiment="|".join(GAN_SCORED) or "__none__",
     threads: GAN_THREADS
     resources:
         mem_mb=lambda wc: 2000 if wc.experiment == "digits" else 8000,
@@ -83,7 +93,7 @@ rule gan_scorer:
 rule gan_train:
     input:
         data=lambda wc: GAN_DATA[wc.experiment],
-        scorer=lambda wc: [] if wc.experiment in GAN_MIXTURES else f"results/gan/{wc.experiment}/scorer.pt",
+        scorer=lambda wc: [] if wc.experiment in GAN_MIXTURES else f"results/gan/{GAN_SCORER_OF[wc.experiment]}/scorer.pt",
     output:
         result="results/gan/{experiment}/{arm}/s{seed}.json",
         samples="results/gan/{experiment}/{arm}/s{seed}_samples.npz",
@@ -100,12 +110,12 @@ rule gan_train:
         "results/benchmarks/gan/{experiment}_{arm}_s{seed}.tsv"
     wildcard_constraints:
         experiment="|".join(GAN_RUN) or "__none__",
-        arm="gan|reggan|mdgan|mgan|mgan_beta0",
+        arm="gan|reggan|reggan_sum|mdgan|mgan|mgan_beta0",
         seed=r"\d+",
     threads: GAN_THREADS
     resources:
-        mem_mb=lambda wc: 2000 if wc.experiment in GAN_MIXTURES + ("digits",) else 16000,
-        runtime=lambda wc: 30 if wc.experiment in GAN_MIXTURES + ("digits",) else 1440,
+        mem_mb=lambda wc: 2000 if wc.experiment in GAN_MIXTURES + ("digits", "stacked") else 16000,
+        runtime=lambda wc: 30 if wc.experiment in GAN_MIXTURES + ("digits", "stacked") else 1440,
         gpu=GPUS_PER_JOB,
         cpus_per_task=ddp_cpus,
     conda:

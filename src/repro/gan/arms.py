@@ -4,11 +4,15 @@
 - ``reggan``: Reg-GAN (1612.02136 §3.1): encoder E; G minimises ``-log D(G(z)) + lambda1 d(x, G(E(x)))
   + lambda2 (-log D(G(E(x))))`` and E the last two terms (**corrected sign**, see ``losses``). D is the
   plain GAN discriminator on x vs G(z); the paper never says whether D also sees G(E(x)) — it does not here.
-- ``mdgan``: MDGAN (App. A), one manifold step (D1: x vs G(E(x)); G, E: ``d + lam (-log D1(G(E(x))))``)
+  d is the per-pixel mean squared error (``losses.reconstruction_distance`` says why).
+- ``reggan_sum``: Reg-GAN with d summed over pixels (ablation of that choice; same lambdas).
+- ``mdgan``: MDGAN (App. A), one manifold step (D1: x vs G(E(x)); G, E: ``||x - G(E(x))||^2 + lam (-log D1(G(E(x))))``,
+  the squared norm summed over pixels as App. A writes it, see ``losses.mdgan_manifold_loss``)
   and one diffusion step (D2: G(E(x)) as real vs G(z) as fake; G: ``-log D2(G(z))``) per iteration.
   Adam replaces App. A's plain SGD (same optimizer for every arm).
 - ``mgan``: MGAN (1708.02556 eq. 2): K generators sharing all but the first layer, D and classifier
-  C sharing all but the heads, equal samples per generator, fixed uniform pi. D/C minimise
+  C sharing all but the heads, equal samples per generator, fixed uniform pi; as in the authors' code
+  one noise batch of m rows is replicated to all K generators (``same_z``). D/C minimise
   ``BCE_real + BCE_fake + CE_C`` (weight 1 on the shared trunk, as in the authors' code); G minimises
   ``-log D(G(z)) + beta CE_C``.
 - ``mgan_beta0``: the same with beta = 0 (ablation: K generators without the diversity term).
@@ -50,7 +54,7 @@ from repro.gan.models import (
     generator_index,
 )
 
-ARMS = ("gan", "reggan", "mdgan", "mgan", "mgan_beta0")
+ARMS = ("gan", "reggan", "reggan_sum", "mdgan", "mgan", "mgan_beta0")
 
 StepFn = Callable[["ArmSetup", torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
 
@@ -90,6 +94,13 @@ def sample_noise(n: int, z_dim: int, z_dist: str, device: torch.device | str) ->
     if z_dist == "uniform11":
         return torch.rand(n, z_dim, device=device) * 2 - 1
     raise ValueError(f"unknown z_dist {z_dist!r}")
+
+
+def replicate_noise(z: torch.Tensor, n_generators: int) -> torch.Tensor:
+    """A generator-major batch [K*m, d] whose K blocks all equal the first block (m rows): one z batch
+    fed to every generator, as MGAN's code does (``same_input``)."""
+    m = z.shape[0] // n_generators
+    return z[:m].repeat(n_generators, 1)
 
 
 def _adam(params, cfg: dict) -> Adam:
@@ -177,7 +188,8 @@ def reggan_step(setup: ArmSetup, x: torch.Tensor, z: torch.Tensor) -> dict[str, 
     _descend(setup, ("D",), loss_d)
     x_rec = G(E(x))  # separate batch through G: its own BN statistics
     reg = losses.reggan_regularizer(
-        x, x_rec, D(x_rec)[0], lambda1=setup.hp["lambda1"], lambda2=setup.hp["lambda2"], corrected=True
+        x, x_rec, D(x_rec)[0], lambda1=setup.hp["lambda1"], lambda2=setup.hp["lambda2"], corrected=True,
+        reduction="sum" if setup.arm == "reggan_sum" else "mean",
     )
     loss_g = losses.generator_loss(D(fake)[0]) + reg  # the GAN term has no E dependence: E gets grad(reg)
     _descend(setup, ("G", "E"), loss_g)
@@ -206,9 +218,14 @@ def mdgan_step(setup: ArmSetup, x: torch.Tensor, z: torch.Tensor) -> dict[str, t
 
 def mgan_step(setup: ArmSetup, x: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
     """MGAN eq. 2 on a generator-major batch (``z`` holds K*m rows, m per generator; under DDP m is this
-    rank's per-generator share)."""
+    rank's per-generator share). With ``same_z`` generator 0's m rows go to every generator (the
+    authors' code feeds one z batch to all K), so the generators differ only by their weights."""
     G, D = setup.wrapped["G"], setup.wrapped["D"]
-    ids = generator_index(setup.n_generators, z.shape[0] // setup.n_generators, device=z.device)  # K*m
+    k = setup.n_generators
+    m = z.shape[0] // k
+    if setup.hp.get("same_z", 0.0):
+        z = replicate_noise(z, k)
+    ids = generator_index(k, m, device=z.device)  # K*m
     fake = G(z)
     real_logit, fake_logit, class_logits = _d_both(D, x, fake.detach())
     loss_c = losses.mgan_classifier_loss(class_logits, ids)
@@ -236,7 +253,7 @@ def build_arm(arm: str, cfg: dict[str, Any], *, data_shape: tuple[int, ...], dev
     k = int(cfg["n_generators"]) if is_mgan else 1
     nets = _build_nets(
         cfg, data_shape=data_shape, n_generators=k, n_classes=k if is_mgan else 0,
-        encoder=arm in ("reggan", "mdgan"), second_d=arm == "mdgan",
+        encoder=arm in ("reggan", "reggan_sum", "mdgan"), second_d=arm == "mdgan",
     )
     dist = dist or DistInfo()
     wrapped = {name: wrap_model(net.to(device), dist, torch.device(device)) for name, net in nets.items()}
@@ -247,8 +264,9 @@ def build_arm(arm: str, cfg: dict[str, Any], *, data_shape: tuple[int, ...], dev
         "lambda1": float(cfg["lambda1"]),
         "lambda2": float(cfg["lambda2"]),
         "mdgan_lambda": float(cfg["mdgan_lambda"]),
+        "same_z": float(bool(cfg["same_z"])),
     }
-    step = {"gan": gan_step, "reggan": reggan_step, "mdgan": mdgan_step}.get(arm, mgan_step)
+    step = {"gan": gan_step, "reggan": reggan_step, "reggan_sum": reggan_step, "mdgan": mdgan_step}.get(arm, mgan_step)
     per_gen = math.ceil(int(cfg["batch_size"]) / k)
     if is_mgan and cfg["fakes_per_generator"]:
         per_gen = int(cfg["fakes_per_generator"])

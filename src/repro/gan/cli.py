@@ -132,9 +132,9 @@ def _train_ranked(args: argparse.Namespace, dist_info, device) -> int:
     from repro.common.checkpoint import RunCheckpoint, run_identity
     from repro.gan.arms import build_arm, check_world_size, generate
     from repro.gan.config import experiment_config, stage_config
-    from repro.gan.data import MIXTURE_DATASETS, load_images, load_mixture, to_unit_range
+    from repro.gan.data import MIXTURE_DATASETS, STACKED_BASE, load_images, load_mixture, to_unit_range
     from repro.gan.engine import NonFiniteLossError, train
-    from repro.gan.metrics import image_metrics, mixture_metrics
+    from repro.gan.metrics import image_metrics, mixture_metrics, stacked_metrics
 
     started = now_iso()
     t_start = time.perf_counter()
@@ -150,6 +150,7 @@ def _train_ranked(args: argparse.Namespace, dist_info, device) -> int:
 
     # ---- data: a sampler of real minibatches and an evaluation function
     is_mixture = args.experiment in MIXTURE_DATASETS
+    is_stacked = args.experiment in STACKED_BASE  # scored by the base set's classifier, per channel
     if is_mixture:
         mix = load_mixture(args.inp)
         real = torch.from_numpy(mix.samples).to(device)  # n x 2
@@ -165,6 +166,8 @@ def _train_ranked(args: argparse.Namespace, dist_info, device) -> int:
         scorer, scorer_info = load_scorer(args.scorer, inception_weights=cfg["inception_weights"])
         scorer.to(device)
         train_marginal = scorer_info["train_marginal"].numpy()
+        if is_stacked:  # the training share of each of the n_classes triples
+            train_marginal = np.bincount(images.y_train, minlength=images.n_classes) / len(images.y_train)
 
     def sample_real(n: int) -> torch.Tensor:
         batch = real[torch.randint(len(real), (n,), device=device)]
@@ -185,6 +188,10 @@ def _train_ranked(args: argparse.Namespace, dist_info, device) -> int:
                 n_sigma=mcfg["n_sigma"], min_fraction=mcfg["min_mode_fraction"], bins=mcfg["hist_bins"],
                 margin=mcfg["hist_margin"], eps=mcfg["hist_eps"], w1_samples=mcfg["w1_samples"],
             )
+        elif is_stacked:
+            n, c = x.shape[:2]
+            probs = predict_probs(scorer, x.reshape(n * c, 1, *x.shape[2:]), batch_size=500, device=device)
+            out = stacked_metrics(probs.reshape(n, c, -1), train_marginal)
         else:
             probs = predict_probs(scorer, x, batch_size=500, device=device)
             out = image_metrics(probs, train_marginal, splits=mcfg["is_splits"], under_ratio=mcfg["under_ratio"])
@@ -238,7 +245,9 @@ def _train_ranked(args: argparse.Namespace, dist_info, device) -> int:
     }
     if is_mixture:
         result["n_modes"] = int(len(mix.centers))
+        result["mode_std"] = float(mix.std)
     else:
+        result["kind"] = "stacked" if is_stacked else "images"
         result["scorer"] = {k: scorer_info[k] for k in ("kind", "test_accuracy", "real_test_is")}
     atomic_write_json(args.out, result)
     ckpt.finish()
@@ -269,7 +278,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 def cmd_claims(args: argparse.Namespace) -> int:
     from repro.common.claims import write_claims
     from repro.gan.config import stage_config
-    from repro.gan.summary import claim_rows
+    from repro.gan.claims import claim_rows
 
     cfg = stage_config(args.config)
     summaries = {}

@@ -32,6 +32,7 @@ EXPERIMENT_DEFAULTS: dict[str, Any] = {
     "width": 128,
     "n_generators": 8,
     "fakes_per_generator": None,  # None: ceil(batch_size / K); MGAN's CIFAR-10 code: 12
+    "same_z": True,  # MGAN's code: one z batch replicated to all K generators
     "beta": 0.125,
     "lambda1": 0.005,
     "lambda2": 0.005,
@@ -59,7 +60,7 @@ METRIC_DEFAULTS: dict[str, Any] = {
 
 STAGE_DEFAULTS: dict[str, Any] = {
     "seeds": 5,
-    "run": ["ring8", "ring6", "grid25", "digits"],
+    "run": ["ring8", "ring6", "digits", "stacked"],
     "threads": 1,  # read by the rules (threads per job); the CLI takes --threads
     "device": "auto",
     "inception_weights": None,

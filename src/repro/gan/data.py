@@ -5,7 +5,11 @@
 - MNIST: the idx files of ``results/data/raw/mnist`` (``train-images-idx3-ubyte`` etc., gzipped or
   not, found anywhere below the folder), zero-padded from 28x28 to 32x32 for the DCGAN nets;
 - CIFAR-10: the python pickles of ``results/data/raw/cifar10`` (``cifar-10-batches-py/data_batch_1``
-  … ``_5`` and ``test_batch``).
+  … ``_5`` and ``test_batch``);
+- stacked digits / stacked MNIST (``stacked``, ``stacked_mnist``): three random images of the base set
+  (digits / MNIST) as the three channels of one image, label ``100 a + 10 b + c`` — 1000 modes, the
+  analogue of 1612.02136 Table 2's compositional MNIST (which places 3 digits in one 64x64 image);
+  the draw is fixed (seed 0) so every job sees the same set.
 
 Images are returned as uint8 [n, C, H, W] with int64 labels; :func:`to_unit_range` maps them to
 [-1, 1], the range of the generators' tanh output. Digits are returned already in [-1, 1].
@@ -21,9 +25,13 @@ import numpy as np
 
 from repro.data.readers import read_cifar10, read_mnist, read_npz_splits
 
-__all__ = ["Mixture", "ImageSet", "load_mixture", "load_digits", "load_mnist", "load_cifar10", "load_images", "to_unit_range"]
+__all__ = ["Mixture", "ImageSet", "load_mixture", "load_digits", "load_mnist", "load_cifar10", "load_images", "stack_triples",
+           "to_unit_range"]
 
-IMAGE_DATASETS = ("digits", "mnist", "cifar10")
+IMAGE_DATASETS = ("digits", "mnist", "cifar10", "stacked", "stacked_mnist")
+# stacked sets: the base set they are composed of (its scorer classifies each channel)
+STACKED_BASE = {"stacked": "digits", "stacked_mnist": "mnist"}
+STACKED_MIN_TRAIN = 20000  # triples drawn at least (20 per mode on average), so every mode is in the set
 MIXTURE_DATASETS = ("ring8", "ring6", "grid25")
 
 
@@ -103,9 +111,29 @@ def load_cifar10(folder: str | Path) -> ImageSet:
     return ImageSet(a["x_train"], a["y_train"], a["x_test"], a["y_test"], 10)
 
 
+def stack_triples(base: ImageSet, *, n_train: int, n_test: int, seed: int = 0) -> ImageSet:
+    """Three independently drawn base images as the channels of one image: x [n, 3, H, W] (base images
+    have one channel), label ``100 y_a + 10 y_b + y_c`` (1000 classes for 10-class bases)."""
+    if base.x_train.shape[1] != 1:
+        raise ValueError(f"stacking needs one-channel base images, got {base.x_train.shape[1]} channels")
+    rng = np.random.default_rng(seed)
+
+    def draw(x: np.ndarray, y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = rng.integers(0, len(x), size=(n, 3))  # n x 3
+        labels = (y[idx] * np.array([base.n_classes**2, base.n_classes, 1])).sum(1)
+        return x[idx, 0], labels.astype(np.int64)  # n x 3 x H x W
+
+    x_tr, y_tr = draw(base.x_train, base.y_train, n_train)
+    x_te, y_te = draw(base.x_test, base.y_test, n_test)
+    return ImageSet(x_tr, y_tr, x_te, y_te, base.n_classes**3)
+
+
 def load_images(dataset: str, path: str | Path) -> ImageSet:
-    """Dispatch on the experiment's dataset name."""
+    """Dispatch on the experiment's dataset name (stacked sets: ``path`` is their base set's)."""
     loaders = {"digits": load_digits, "mnist": load_mnist, "cifar10": load_cifar10}
+    if dataset in STACKED_BASE:
+        base = loaders[STACKED_BASE[dataset]](path)
+        return stack_triples(base, n_train=max(len(base.x_train), STACKED_MIN_TRAIN), n_test=len(base.x_test))
     if dataset not in loaders:
         raise ValueError(f"unknown image dataset {dataset!r} (expected one of {sorted(loaders)})")
     return loaders[dataset](path)

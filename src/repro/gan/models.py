@@ -28,6 +28,8 @@ __all__ = [
     "MixtureDCGANGenerator",
     "DCGANDiscriminator",
     "DCGANEncoder",
+    "MixtureBatchNorm1d",
+    "BatchNormNoShift",
     "generator_index",
     "init_normal_",
     "latent_activation",
@@ -51,12 +53,14 @@ def init_normal_(module: nn.Module, std: float = 0.02) -> nn.Module:
             nn.init.normal_(m.weight, 0.0, std)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.affine:
             nn.init.normal_(m.weight, 1.0, std)
             nn.init.zeros_(m.bias)
         elif isinstance(m, _MixtureLinear):
             nn.init.normal_(m.weight, 0.0, std)
             nn.init.zeros_(m.bias)
+        elif isinstance(m, BatchNormNoShift):
+            nn.init.normal_(m.weight, 1.0, std)
     return module
 
 
@@ -100,6 +104,38 @@ class _MixtureLinear(nn.Module):
             raise ValueError(f"batch of {n} noise vectors is not divisible by the {k} generators")
         zk = z.reshape(k, n // k, z.shape[1])  # K x m x i
         return torch.baddbmm(self.bias, zk, self.weight).reshape(n, -1)  # (K*m) x o
+
+
+class MixtureBatchNorm1d(nn.Module):
+    """Per-generator batch norm of a generator-major batch [K*m, F]: generator k's m rows are normalised
+    with their own batch statistics, running statistics and affine parameters (MGAN's code: one BN per
+    generator after its first layer). Implemented as one ``BatchNorm1d(K*F)`` on the [m, K*F] view, so
+    DDP's synchronised BN also works per generator. K = 1 is a plain ``BatchNorm1d(F)``."""
+
+    def __init__(self, n_generators: int, features: int) -> None:
+        super().__init__()
+        self.n_generators, self.features = n_generators, features
+        self.bn = nn.BatchNorm1d(n_generators * features)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        k, f = self.n_generators, self.features
+        m = h.shape[0] // k
+        hk = h.reshape(k, m, f).transpose(0, 1).reshape(m, k * f)  # m x K*F
+        return self.bn(hk).reshape(m, k, f).transpose(0, 1).reshape(k * m, f)  # (K*m) x F
+
+
+class BatchNormNoShift(nn.Module):
+    """2-D batch norm with a learned scale and no shift (MGAN's code: ``center=False`` in the
+    generator's shared layers). The normalisation is a plain ``BatchNorm2d(affine=False)`` child, so
+    DDP's SyncBatchNorm conversion still finds it."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.weight = nn.Parameter(torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(x) * self.weight.view(1, -1, 1, 1)
 
 
 class MixtureMLPGenerator(nn.Module):
@@ -172,9 +208,11 @@ class MLPEncoder(nn.Module):
 
 
 class MixtureDCGANGenerator(nn.Module):
-    """DCGAN-style 32x32 generator(s), MGAN's CIFAR-10 net (authors' code): per-generator linear
-    ``z -> 4x4x(4*width)`` (+BN, ReLU), then shared 5x5 stride-2 transposed convolutions
-    ``4w -> 2w -> w -> channels`` with BN/ReLU and a tanh output. ``width = 128`` is the paper's."""
+    """DCGAN-style 32x32 generator(s), MGAN's CIFAR-10 net as the authors' code builds it: per-generator
+    linear ``z -> 4x4x(4*width)`` with a per-generator BatchNorm (:class:`MixtureBatchNorm1d`) and ReLU,
+    then shared 5x5 stride-2 transposed convolutions ``4w -> 2w -> w -> channels``, each hidden one with
+    a BatchNorm that scales but does not shift (:class:`BatchNormNoShift`) and ReLU, and a tanh output.
+    ``width = 128`` is the paper's."""
 
     def __init__(self, *, z_dim: int, channels: int, width: int = 128, n_generators: int = 1) -> None:
         super().__init__()
@@ -182,9 +220,9 @@ class MixtureDCGANGenerator(nn.Module):
         self.first = _MixtureLinear(n_generators, z_dim, 4 * 4 * 4 * width)
 
         def up(i: int, o: int) -> list[nn.Module]:
-            return [nn.ConvTranspose2d(i, o, 5, stride=2, padding=2, output_padding=1), nn.BatchNorm2d(o), nn.ReLU()]
+            return [nn.ConvTranspose2d(i, o, 5, stride=2, padding=2, output_padding=1), BatchNormNoShift(o), nn.ReLU()]
 
-        self.bn0 = nn.BatchNorm1d(4 * 4 * 4 * width)
+        self.bn0 = MixtureBatchNorm1d(n_generators, 4 * 4 * 4 * width)
         self.shared = nn.Sequential(
             *up(4 * width, 2 * width),  # 8x8
             *up(2 * width, width),  # 16x16
@@ -199,9 +237,11 @@ class MixtureDCGANGenerator(nn.Module):
 
 
 def _dcgan_trunk(channels: int, width: int) -> nn.Sequential:
-    """5x5 stride-2 convolutions ``channels -> w -> 2w -> 4w`` (32 -> 4 px), BN after the first."""
+    """5x5 stride-2 convolutions ``channels -> w -> 2w -> 4w`` (32 -> 4 px), each followed by BN and
+    LeakyReLU(0.2): MGAN's code normalises after every convolution, the first included (DCGAN's D skips it)."""
     return nn.Sequential(
         nn.Conv2d(channels, width, 5, stride=2, padding=2),
+        nn.BatchNorm2d(width),
         nn.LeakyReLU(0.2),
         nn.Conv2d(width, 2 * width, 5, stride=2, padding=2),
         nn.BatchNorm2d(2 * width),

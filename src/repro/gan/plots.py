@@ -96,7 +96,14 @@ def digit_grid(images: np.ndarray, n: int = 10, pad: int = 1) -> np.ndarray:
     return out
 
 
-def image_samples_figure(jobs: list[dict], samples: Sequence[Path], real: np.ndarray, path: Path, title: str) -> None:
+def side_by_side(images: np.ndarray) -> np.ndarray:
+    """Stacked images [N, C, h, w] -> [N, 1, h, C*w]: the channels (one digit each) next to each other."""
+    n, c, h, w = images.shape
+    return np.asarray(images).transpose(0, 2, 1, 3).reshape(n, 1, h, c * w)
+
+
+def image_samples_figure(jobs: list[dict], samples: Sequence[Path], real: np.ndarray, path: Path, title: str,
+                         stacked: bool = False) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -113,13 +120,20 @@ def image_samples_figure(jobs: list[dict], samples: Sequence[Path], real: np.nda
         with np.load(spath) as f:
             panels.append((f"{arm} s{job['seed']}", f["samples"], job["final"]))
     for ax, (name, imgs, fin) in zip(axes[0], panels):
+        if stacked:
+            imgs = side_by_side(imgs)
         chans = imgs.shape[1]
         if chans == 1:
             ax.imshow(digit_grid(imgs), cmap="gray", vmin=0, vmax=1)
         else:  # RGB: tile per channel-last
             grid = np.stack([digit_grid(imgs[:, c : c + 1]) for c in range(chans)], axis=-1)
             ax.imshow(grid)
-        sub = "" if fin is None else f"\nIS {fin['inception_score']:.2f}, under-gen. {fin['under_generated']}"
+        if fin is None:
+            sub = ""
+        elif stacked:
+            sub = f"\nmissed {fin['missed_modes']} of 1000, KL {fin['mode_kl']:.2f}"
+        else:
+            sub = f"\nIS {fin['inception_score']:.2f}, under-gen. {fin['under_generated']}"
         ax.set_title(name + sub, fontsize=8), ax.set_xticks([]), ax.set_yticks([])
     fig.suptitle(title, fontsize=9)
     _save(fig, path)
@@ -148,7 +162,13 @@ def write_figures(experiment: str, jobs: list[dict], summary: dict, samples: Seq
         if data is None:
             raise ValueError("--data (the image dataset) is needed for the sample figure")
         real = load_images(experiment, data).x_train[:100]
-        image_samples_figure(jobs, samples, to_unit_range(real), figures[0], f"{experiment}: samples (first seed per arm)")
+        stacked = summary["kind"] == "stacked"
+        image_samples_figure(jobs, samples, to_unit_range(real), figures[0], f"{experiment}: samples (first seed per arm)"
+                             + (", the 3 channels side by side" if stacked else ""), stacked=stacked)
+        if stacked:
+            curves_figure(summary, [("missed_modes", "missed modes (of 1000)"), ("mode_kl", "KL(p_gen || p_train), 1000 modes")],
+                          figures[1], f"{experiment}: Table 2's measures over training steps (thin: seeds, thick: mean)")
+            return
         curves_figure(summary, [("inception_score", "inception score"), ("mode_score_variant", "MODE score (variant)"),
                                 ("under_generated", "under-generated classes")],
                       figures[1], f"{experiment}: scores over training steps (thin: seeds, thick: mean)")
