@@ -124,8 +124,8 @@ def _add_linear_ratio(summary: dict[tuple, dict[str, Any]]) -> None:
     for (model, arm, batch, epochs), cell in summary.items():
         base = [c for c in summary.values() if (c["model"], c["arm"], c["epochs"]) == (model, arm, epochs)
                 and c["chosen_lr"] is not None]
-        if not base or cell["chosen_lr"] is None:
-            continue
+        if len(base) < 2 or cell["chosen_lr"] is None:
+            continue  # no other batch of this model, arm and length to compare with
         lo = min(base, key=lambda c: c["batch"])
         cell["chosen_lr_vs_linear"] = cell["chosen_lr"] / (lo["chosen_lr"] * batch / lo["batch"])
 
@@ -325,6 +325,8 @@ def _spread_row(summary: dict[tuple, dict[str, Any]], cfg: dict[str, Any], scale
         scale_note=(f"max/min of ||w||/||grad L|| over the conv and fc weights at the initial weights and the first "
                     f"batch (B={b_lo}), per seed; holds if the CI is above {threshold:g}x (an order of magnitude); "
                     f"{first}{other}paper: 5.76 (conv1.w) to 1345 (fc6.w) at B=512 on ImageNet. "
-                    "Biases start at zero here (ratio 0) and are left out of the spread. "
+                    "Our weights are He-normal (std sqrt(2/fan-in) per layer), the paper's nets are Caffe's BVLC "
+                    "AlexNet (fixed-std Gaussians), with 4096-wide fc layers against our 64; biases start at zero "
+                    "here (ratio 0) and are left out of the spread. "
                     f"{scale_note}"),
     )

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 __all__ = ["plot_study"]
 
-ARM_STYLE = {"sgd": ("SGD + linear scaling + warm-up", "tab:red", "o"), "lars": ("LARS", "tab:blue", "s")}
+ARM_STYLE = {"sgd": ("SGD + warm-up, best LR per batch", "tab:red", "o"), "lars": ("LARS", "tab:blue", "s")}
 TITLES = {"alexnet": "AlexNet (no BN)", "alexnet_bn": "AlexNet-BN"}
 
 
