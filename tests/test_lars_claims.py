@@ -248,3 +248,32 @@ def test_spread_row_judges_the_order_of_magnitude(spread, verdict) -> None:
     row = rows["lars_alexnet_bn_ratio_spread"]
     assert row.paper_value == pytest.approx(1345 / 5.76, abs=0.1)
     assert row.ours_mean == pytest.approx(spread) and row.n_seeds == 3 and row.verdict == verdict
+
+
+def test_full_config_judges_the_headline_spans() -> None:
+    """full.yaml (128 -> 8192): the 16x rows at 512 -> 8192, AlexNet-BN/LARS also at 64x, Table 5 at
+    125/150/200 of 100 epochs, each beside the paper's number at that span and length."""
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    base = yaml.safe_load((root / "config.yaml").read_text())["lars"]
+    over = yaml.safe_load((root / "workflow" / "configs" / "full.yaml").read_text())["lars"]
+
+    def merge(a: dict, b: dict) -> dict:  # as Snakemake merges a --configfile over config.yaml
+        return {k: merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
+                for k, v in {**a, **b}.items()}
+
+    cfg = merge(base, over)
+    rows = {r.claim_id: r for r in build_claims(_summary(cfg, _full_grid(cfg)), cfg, scale_note="")}
+    assert set(rows) == {
+        "lars_alexnet_sgd_drop", "lars_alexnet_lars_holds", "lars_alexnet_lars_vs_sgd", "lars_alexnet_bn_sgd_drop",
+        "lars_alexnet_bn_lars_holds_16x", "lars_alexnet_bn_lars_holds", "lars_alexnet_bn_lars_vs_sgd",
+        "lars_longer_training_recovers_e125", "lars_longer_training_recovers_e150", "lars_longer_training_recovers",
+        "lars_alexnet_bn_ratio_spread",
+    }
+    assert "acc(B=8192) - acc(B=512) (16x" in rows["lars_alexnet_sgd_drop"].scale_note
+    assert "acc(B=8192) - acc(B=128) (64x" in rows["lars_alexnet_bn_lars_holds"].scale_note
+    assert rows["lars_longer_training_recovers_e125"].paper_value == pytest.approx(59.2 - 60.2)
+    assert study.warmup_epochs(cfg["sgd"], "alexnet_bn") == 0.0 and study.warmup_epochs(cfg["lars"], "alexnet_bn") == 5.0
