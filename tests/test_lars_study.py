@@ -14,6 +14,7 @@ from torch import nn
 import repro.lars.study as study
 from repro.common.checkpoint import RunCheckpoint
 from repro.common.claims import read_claims
+from repro.lars.claims import summarize_cells
 from repro.lars.cli import main
 from repro.lars.data import Split, load_cifar10, load_classification, prepare
 from repro.lars.engine import Diverged, train
@@ -32,12 +33,14 @@ CFG = {
     "momentum": 0.9,
     "weight_decay": 5e-4,
     "poly_power": 2.0,
-    "sgd": {"lrs": {"alexnet": [0.05], "alexnet_bn": [0.05]}, "ref_batch": 8, "scaling": "linear",
-            "warmup_epochs": 0.5, "warmup_start": 0.0},
-    "lars": {"lrs": {"alexnet": [2.0, 5.0], "alexnet_bn": [5.0]}, "ref_batch": 8, "scaling": "sqrt",
-             "warmup_epochs": 0.5, "warmup_start": 0.0, "trust_coefficient": 1e-3, "exclude_bias_and_norm": False},
+    "sgd": {"lrs": {"alexnet": [0.05], "alexnet_bn": [0.05]}, "lr_factors": [1.0], "ref_batch": 8,
+            "scaling": "linear", "warmup_epochs": 0.5, "warmup_start": 0.0},
+    "lars": {"lrs": {"alexnet": [2.0, 5.0], "alexnet_bn": [5.0]}, "lr_factors": [1.0], "ref_batch": 8,
+             "scaling": "sqrt", "warmup_epochs": 0.5, "warmup_start": 0.0, "trust_coefficient": 1e-3,
+             "exclude_bias_and_norm": False},
+    "wide": {"model": "alexnet_bn", "arm": "lars", "batches": []},
     "longer": {"model": "alexnet_bn", "arm": "lars", "epochs": [2]},
-    "claims": {"hold_tolerance_pp": 1.0},
+    "claims": {"hold_tolerance_pp": 1.0, "ratio_spread_min": 10.0},
     "on_divergence": "record",
     "device": "cpu",
     "threads": 1,
@@ -123,12 +126,26 @@ def test_lr_search_uses_first_seed_then_other_seeds_at_best_lr() -> None:
     assert study.scaled_lr(0.1, 32, 8, "linear") == pytest.approx(0.4)
 
 
-def test_divergence_is_recorded_or_fails_as_configured() -> None:
+def test_divergence_is_counted_not_scored_and_the_best_finite_lr_is_chosen() -> None:
+    """A diverged LR has no accuracy (not chance), is skipped by the LR choice, and is counted."""
     data = prepare(_arrays(), val_fraction=0.2)
+    cfg = {**CFG, "sgd": {**CFG["sgd"], "lrs": {"alexnet": [0.05, 1e6]}, "warmup_epochs": 0.0}}
+    out = study.run_cell(data, cfg, model_name="alexnet", arm="sgd", batch=8, epochs=1, seeds=[0, 1])
+    search = [r for r in out["runs"] if r["seed"] == 0]
+    bad = next(r for r in search if r["lr_ref"] == 1e6)
+    assert bad["diverged"] and bad["test_acc"] is None and bad["val_acc"] is None
+    assert out["chosen_lr_ref"] == 0.05 and [r["lr_ref"] for r in out["runs"] if r["seed"] == 1] == [0.05]
+    cell = {"model": "alexnet", "arm": "sgd", "batch": 8, "epochs": 1, "seeds": [0, 1], **out}
+    summary = summarize_cells([cell])[("alexnet", "sgd", 8, 1)]
+    assert summary["n_diverged"] == 1 and summary["diverged_lrs"] == [1e6]
+    assert summary["n_seeds"] == 2 and None not in summary["test_acc_by_seed"].values()
+    # every LR diverged: no LR is chosen, no other seed is trained, the cell has no accuracy
     cfg = {**CFG, "sgd": {**CFG["sgd"], "lrs": {"alexnet": [1e6]}, "warmup_epochs": 0.0}}
-    out = study.run_cell(data, cfg, model_name="alexnet", arm="sgd", batch=8, epochs=1, seeds=[0])
-    run = out["runs"][0]
-    assert run["diverged"] and run["test_acc"] == pytest.approx(25.0)  # chance with 4 classes
+    out = study.run_cell(data, cfg, model_name="alexnet", arm="sgd", batch=8, epochs=1, seeds=[0, 1])
+    assert out["chosen_lr_ref"] is None and len(out["runs"]) == 1
+    summary = summarize_cells([{"model": "alexnet", "arm": "sgd", "batch": 8, "epochs": 1, "seeds": [0, 1], **out}])
+    only = summary[("alexnet", "sgd", 8, 1)]
+    assert only["test_acc_mean"] is None and only["n_diverged"] == 1 and only["n_seeds"] == 0
     with pytest.raises(Diverged, match="diverged"):
         study.run_cell(data, {**cfg, "on_divergence": "fail"}, model_name="alexnet", arm="sgd", batch=8,
                        epochs=1, seeds=[0])
@@ -176,11 +193,12 @@ def test_bad_inputs_give_clear_errors(tmp_path: Path) -> None:
 
 
 def test_cli_cells_and_aggregate_write_study_figure_and_claims(tmp_path: Path, npz: Path) -> None:
+    cfg = {**CFG, "batches": [4, 32]}  # 8x: the paper's 512 -> 4K, so every accuracy row has a paper value
     cells = []
-    grid = [(m, a, b, 1) for m in CFG["models"] for a in ("sgd", "lars") for b in CFG["batches"]]
+    grid = [(m, a, b, 1) for m in cfg["models"] for a in ("sgd", "lars") for b in cfg["batches"]]
     for model, arm, batch, epochs in grid + [("alexnet_bn", "lars", 32, 2)]:
         out = tmp_path / "cells" / model / arm / f"b{batch}_e{epochs}.json"
-        rc = main(["cell", "--config", json.dumps(CFG), "--seed", "0", "--threads", "1", "--in", str(npz),
+        rc = main(["cell", "--config", json.dumps(cfg), "--seed", "0", "--threads", "1", "--in", str(npz),
                    "--out", str(out), "--checkpoint-dir", str(tmp_path / "ckpt" / f"{model}_{arm}_{batch}_{epochs}"),
                    "--model", model, "--arm", arm, "--batch", str(batch), "--epochs", str(epochs)])
         assert rc == 0
@@ -188,35 +206,43 @@ def test_cli_cells_and_aggregate_write_study_figure_and_claims(tmp_path: Path, n
         assert cell["provenance"]["stage"] == "lars.cell" and len({r["seed"] for r in cell["runs"]}) == 2
         cells.append(str(out))
     study_json, fig, claims = tmp_path / "study.json", tmp_path / "fig.png", tmp_path / "claims" / "lars.json"
-    rc = main(["aggregate", "--config", json.dumps(CFG), "--seed", "0", "--in", *cells, "--out", str(study_json),
+    rc = main(["aggregate", "--config", json.dumps(cfg), "--seed", "0", "--in", *cells, "--out", str(study_json),
                "--figure", str(fig), "--claims", str(claims)])
     assert rc == 0
     rows = read_claims(claims)
     assert {r["claim_id"] for r in rows} == {
-        "lars_alexnet_sgd_drop", "lars_alexnet_lars_holds", "lars_alexnet_lars_vs_sgd", "lars_alexnet_bn_sgd_drop",
-        "lars_alexnet_bn_lars_holds", "lars_alexnet_bn_lars_vs_sgd", "lars_longer_training_recovers",
-    }
+        "lars_alexnet_sgd_drop_8x", "lars_alexnet_lars_holds_8x", "lars_alexnet_lars_vs_sgd_8x",
+        "lars_alexnet_bn_sgd_drop_8x", "lars_alexnet_bn_lars_holds_8x", "lars_alexnet_bn_lars_vs_sgd_8x",
+        "lars_alexnet_bn_ratio_spread",
+    }  # no Table 5 row: 32 / 64 is no batch, the paper has Table 5 at 64x only
     by_id = {r["claim_id"]: r for r in rows}
-    assert by_id["lars_alexnet_sgd_drop"]["paper_value"] == pytest.approx(-13.2)
+    assert by_id["lars_alexnet_sgd_drop_8x"]["paper_value"] == pytest.approx(53.1 - 58.0)
     assert all(r["n_seeds"] == 2 and r["ours_ci95"] is not None for r in rows)
     result = json.loads(study_json.read_text())
-    # accuracy per arm x batch x LR x seed, and one summary per cell
+    # accuracy per arm x batch x LR x seed, and one summary per cell with its chosen LR and divergence count
     assert len(result["cells"]) == 9 and all({"lr_ref", "seed", "test_acc"} <= set(r) for r in result["runs"])
+    assert all({"chosen_lr", "lr_grid", "n_diverged", "diverged_lrs"} <= set(c) for c in result["cells"])
     assert fig.stat().st_size > 10_000 and (tmp_path / "fig.png.provenance.json").exists()
     with pytest.raises(SystemExit, match="missing cell results"):
-        main(["aggregate", "--config", json.dumps(CFG), "--in", str(tmp_path / "none.json"), "--out",
+        main(["aggregate", "--config", json.dumps(cfg), "--in", str(tmp_path / "none.json"), "--out",
               str(study_json), "--figure", str(fig), "--claims", str(claims)])
 
 
 def test_smoke_pipeline_outputs(smoke_run: Path) -> None:
     res = smoke_run / "results"
     rows = read_claims(res / "claims" / "lars.json")
-    assert len(rows) == 7 and all(r["scale_note"] for r in rows)
+    assert {r["claim_id"] for r in rows} == {  # smoke: 16 -> 128 is 8x, AlexNet-BN/LARS 2 -> 128 is 64x
+        "lars_alexnet_sgd_drop_8x", "lars_alexnet_lars_holds_8x", "lars_alexnet_lars_vs_sgd_8x",
+        "lars_alexnet_bn_sgd_drop_8x", "lars_alexnet_bn_lars_holds_8x", "lars_alexnet_bn_lars_holds",
+        "lars_alexnet_bn_lars_vs_sgd_8x", "lars_longer_training_recovers", "lars_alexnet_bn_ratio_spread",
+    }
+    assert all(r["scale_note"] for r in rows)
     assert (res / "lars" / "accuracy_vs_batch.png").stat().st_size > 10_000
     study_json = json.loads((res / "lars" / "lars_study.json").read_text())
     assert study_json["provenance"]["config"]["batches"] and study_json["cells"]
     for cell in study_json["cells"]:
-        assert cell["n_seeds"] >= 2 and 0.0 <= cell["test_acc_mean"] <= 100.0
+        assert cell["n_seeds"] + cell["n_diverged_at_chosen_lr"] >= 2 or cell["chosen_lr"] is None
+        assert cell["test_acc_mean"] is None or 0.0 <= cell["test_acc_mean"] <= 100.0
 
 
 def test_no_batchnorm_batch_of_one_at_epoch_or_micro_batch_ends() -> None:

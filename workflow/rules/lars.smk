@@ -6,23 +6,28 @@ LARS = config["lars"]
 # `lars.threads: null` falls back to the top-level `threads` (full scale).
 LARS_THREADS = LARS["threads"] or THREADS
 
-for _m in list(LARS["models"]) + [LARS["longer"]["model"]] * bool(LARS["longer"]["epochs"]):
+_EXTRA_MODELS = [LARS["longer"]["model"]] * bool(LARS["longer"]["epochs"]) + [LARS["wide"]["model"]] * bool(
+    LARS["wide"]["batches"]
+)
+for _m in list(LARS["models"]) + _EXTRA_MODELS:
     for _arm in ("sgd", "lars"):
         if _m not in LARS[_arm]["lrs"]:
             raise ValueError(f"config key 'lars.{_arm}.lrs.{_m}' is missing: model {_m!r} needs an LR grid")
 
 
-# Every cell of the study: the main grid, plus longer runs at the largest batch (Table 5).
+# Every cell of the study: the main grid, smaller batches for one model and arm so it spans the paper's
+# 64x (`wide`), and longer runs at the largest batch (Table 5).
 LARS_CELLS = list(
     dict.fromkeys(
         [(m, a, b, LARS["epochs"]) for m in LARS["models"] for a in ("sgd", "lars") for b in LARS["batches"]]
+        + [(LARS["wide"]["model"], LARS["wide"]["arm"], b, LARS["epochs"]) for b in LARS["wide"]["batches"]]
         + [(LARS["longer"]["model"], LARS["longer"]["arm"], max(LARS["batches"]), e) for e in LARS["longer"]["epochs"]]
     )
 )
 LARS_CELL_PATHS = [f"results/lars/cells/{m}/{a}/b{b}_e{e}.json" for m, a, b, e in LARS_CELLS]
 # What a cell reads is only its arm and its model's LR grid: editing another cell's settings, the
 # Table 5 epochs or the claims never reruns it (params are rerun triggers).
-LARS_CELL_SKIP = ("models", "batches", "longer", "claims", "sgd", "lars", "threads", "runtime_min")
+LARS_CELL_SKIP = ("models", "batches", "wide", "longer", "claims", "sgd", "lars", "threads", "runtime_min")
 LARS_CELL_COMMON = {k: v for k, v in LARS.items() if k not in LARS_CELL_SKIP}
 
 

@@ -107,20 +107,29 @@ def _cell_result(args: argparse.Namespace, cfg: dict[str, Any], data: Any, devic
 
 
 def _scale_note(cfg: dict[str, Any], cells: list[dict[str, Any]]) -> str:
+    """What differs from the paper's protocol (ImageNet, 100 epochs, 512 -> 8K / 32K), for every row."""
     d = cells[0]["data"] if cells else {}
     batches = sorted(cfg["batches"])
+    wide = cfg["wide"]
     steps_hi = -(-int(d.get("n_train", 0)) // batches[-1]) * int(cfg["epochs"])
     src = "CIFAR-10" if Path(d.get("path", "")).suffix != ".npz" else "synthetic 10-class shapes"
+    wide_note = (f"; {wide['model']}/{wide['arm']} also at {wide['batches']} for the paper's 64x span"
+                 if wide["batches"] else "")
+    sgd, lars = cfg["sgd"], cfg["lars"]
     return (
         f"Ours: {src}, {d.get('n_train')} train / {d.get('n_test')} test images of {d.get('image_size')} px, "
-        f"small AlexNet-like CNNs (no LRN, no dropout), {cfg['epochs']} epochs, batches {batches} "
-        f"({batches[-1] // batches[0]}x; paper ImageNet, 100 epochs, 512 to 32K); our largest batch takes "
-        f"{steps_hi} optimizer steps in all, the paper's 15.6K (8K) and 3.9K (32K), so our large-batch runs "
-        f"are far more step-starved; micro-batch {cfg['micro_batch']} "
-        f"with gradient accumulation (BN statistics per micro-batch), LR grids "
-        f"SGD {cfg['sgd']['lrs']} x B/{cfg['sgd']['ref_batch']} and LARS {cfg['lars']['lrs']} x "
-        f"{cfg['lars']['scaling']}(B/{cfg['lars']['ref_batch']}), best LR by validation accuracy of seed "
-        f"{cells[0]['seeds'][0] if cells else '?'}, then {cfg['seeds']} seeds at it; diverged runs count as chance. "
+        f"small AlexNet-like CNNs (no LRN, no dropout), {cfg['epochs']} epochs, batches {batches}{wide_note} "
+        f"(paper: ImageNet, AlexNet with LRN and AlexNet-BN, 100 epochs, 512 to 8K = 16x and 32K = 64x); each row "
+        f"compares batches at the span of the paper number beside it. Our largest batch takes {steps_hi} optimizer "
+        f"steps in all, the paper's 15.6K (8K) and 3.9K (32K), so our large-batch runs are far more step-starved. "
+        f"Micro-batch {cfg['micro_batch']} with gradient accumulation (BN statistics per micro-batch). "
+        f"SGD: momentum {cfg['momentum']}, LR grid {sgd['lrs']} x B/{sgd['ref_batch']} x {sgd['lr_factors']} "
+        f"(linear scaling and below it), warm-up {sgd['warmup_epochs']} epochs; LARS: eta "
+        f"{lars['trust_coefficient']}, gamma_0 grid {lars['lrs']} x {lars['scaling']}(B/{lars['ref_batch']}) "
+        f"x {lars['lr_factors']}, warm-up {lars['warmup_epochs']} epochs (paper: LARS 2 AlexNet / 5 AlexNet-BN of "
+        f"100, AlexNet-BN baseline without warm-up); poly(2) decay for both. Best LR per cell by validation "
+        f"accuracy of seed {cells[0]['seeds'][0] if cells else '?'} among the runs that did not diverge, then "
+        f"{cfg['seeds']} seeds at it; diverged runs are counted, not scored. "
         "LARS uses lambda = eta where ||w|| = 0 (zero-initialised biases and BN shifts would otherwise never move)."
     )
 
@@ -147,23 +156,30 @@ def _aggregate(args: argparse.Namespace) -> int:
     plot_study(summary, cfg, paper_curves(), args.figure, dataset=dataset)
     write_provenance(args.figure, cfg, args.seed, started=started, stage="lars.aggregate")
     runs = [
-        {k: cell[k] for k in ("model", "arm", "batch", "epochs")} | {k: v for k, v in r.items() if k != "epoch_train_loss"}
+        {k: cell[k] for k in ("model", "arm", "batch", "epochs")} | {k: v for k, v in r.items() if k not in ("epoch_train_loss", "layer_ratios")}
         for cell in cells
         for r in cell["runs"]
     ]
     atomic_write_json(
         args.out,
         {
+            # per cell: LR grid, chosen LR (and its ratio to linear scaling), divergence count, accuracy
             "cells": [summary[k] for k in sorted(summary)],
             "runs": runs,
             "scale_note": note,
             "provenance": provenance_record(cfg, args.seed, started=started, stage="lars.aggregate"),
         },
     )
+    for key in sorted(summary):
+        c = summary[key]
+        lr = f"{c['chosen_lr']:.3g}" if c["chosen_lr"] is not None else "none"
+        acc = f"{c['test_acc_mean']:.1f}%" if c["test_acc_mean"] is not None else "n/a"
+        print(f"{'/'.join(map(str, key))}: LR {lr} of {c['lr_grid']}, {c['n_diverged']} diverged, test {acc}",
+              file=sys.stderr)
     for row in rows:
         ci = f"[{row.ours_ci95[0]:+.1f}, {row.ours_ci95[1]:+.1f}]" if row.ours_ci95 else "n/a"
         mean = f"{row.ours_mean:+.1f}" if row.ours_mean is not None else "n/a"
-        print(f"{row.claim_id}: paper {row.paper_value:+.1f} pp, ours {mean} pp CI {ci} -> {row.verdict}",
+        print(f"{row.claim_id}: paper {row.paper_value:+.1f}, ours {mean} CI {ci} -> {row.verdict}",
               file=sys.stderr)
     return 0
 

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 __all__ = ["plot_study"]
 
-ARM_STYLE = {"sgd": ("SGD + linear scaling + warm-up", "tab:red", "o"), "lars": ("LARS", "tab:blue", "s")}
+ARM_STYLE = {"sgd": ("SGD + warm-up, best LR per batch", "tab:red", "o"), "lars": ("LARS", "tab:blue", "s")}
 TITLES = {"alexnet": "AlexNet (no BN)", "alexnet_bn": "AlexNet-BN"}
 
 
@@ -69,7 +69,9 @@ def plot_study(
         ax.set_ylabel(f"test top-1 (%), {dataset}\nmean and 95% CI over seeds")
         pax.set_title(f"paper: {TITLES.get(model, model)} (Tables 1, 3)")
         pax.set_ylabel("ImageNet top-1 (%)")
-        _batch_axis(ax, sorted(cfg["batches"]))
+        wide = cfg.get("wide") or {}
+        extra = wide.get("batches", []) if wide.get("model") == model else []
+        _batch_axis(ax, sorted(set(cfg["batches"]) | set(extra)))
         _batch_axis(pax, sorted(paper_batches) or [512])
         for a in (ax, pax):
             a.grid(alpha=0.3)
@@ -88,11 +90,17 @@ def plot_study(
     if cells:
         _errorbar(ax, [c["epochs"] for c in cells], cells, color="tab:blue", marker="s",
                   label=f"{longer['arm'].upper()}, B={b_hi}")
+    small = summary.get((longer["model"], longer["arm"], b_hi // 64, epochs))  # Table 5's 64x reference
+    if small is not None and small["test_acc_mean"] is not None:
+        ax.axhline(small["test_acc_mean"], color="tab:gray", ls="--", label=f"B={b_hi // 64}, {epochs} epochs")
     ax.set_title(f"ours: {TITLES.get(longer['model'], longer['model'])}, B={b_hi}")
     ax.set_ylabel("test top-1 (%)")
     pts = paper.get(f"{longer['model']}/{longer['arm']}/epochs", [])
     if pts:
         pax.plot([p[0] for p in pts], [p[1] for p in pts], color="tab:blue", marker="s", label="LARS, B=32K")
+    base = dict(paper.get(f"{longer['model']}/{longer['arm']}", [])).get(512.0)
+    if base is not None:
+        pax.axhline(base, color="tab:gray", ls="--", label="B=512, 100 epochs")
     pax.set_title("paper: AlexNet-BN, B=32K (Table 5)")
     pax.set_ylabel("ImageNet top-1 (%)")
     for a in (ax, pax):

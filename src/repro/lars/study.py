@@ -3,13 +3,21 @@
 and every seed, with checkpoint/resume across runs.
 
 Arms (same poly(2) schedule, momentum and weight decay; only the optimizer and LR rule differ):
-- ``sgd``: momentum SGD with linear LR scaling, lr = lr_ref * B / B_ref, and linear warm-up
-  (Goyal et al.; the paper's baseline, Sec. 4, Table 1).
-- ``lars``: :class:`repro.lars.optim.LARS` with gamma_0 = lr_ref * scale(B / B_ref) and warm-up
+- ``sgd``: momentum SGD with linear warm-up (Goyal et al.; the paper's baseline, Sec. 4, Table 1).
+  Its grid at batch B is every ``lr * B / B_ref * f`` for ``lr`` in the reference grid and ``f`` in
+  ``lr_factors``: linear scaling (f = 1) and down to well below it, because the paper searched the
+  best LR per batch and found it far under linear scaling (AlexNet at 8K: best 0.03 where linear
+  scaling from 0.01 at 512 gives 0.16; divergence above 0.06 at 4K).
+- ``lars``: :class:`repro.lars.optim.LARS` with gamma_0 = lr * scale(B / B_ref) * f and warm-up
   (Sec. 5, Table 3). The paper tunes gamma_0 per batch (2 at 512 ... 22 at 32K for AlexNet-BN,
   between square-root and linear in B); the config's ``scaling`` picks the rule that centres the
   small grid.
 The global rate follows gamma_t = gamma_0 (1 - t/T)^2 (Algorithm 1) times the warm-up ramp.
+
+The LR is chosen on the first seed as the best validation accuracy among the runs that did not
+diverge (the paper's "best LR per batch"); a diverged run has no accuracy and is counted as such,
+never scored as chance. Every run also records ||w||/||grad L|| per layer at its first iteration
+(:mod:`repro.lars.ratios`, Table 2).
 
 Multi-process (DDP, ``repro.common.distributed``): every rank runs the same cell with the same seeds,
 LR search and data order; the model is wrapped (BatchNorm synchronised) and rank 0 alone writes the
@@ -29,11 +37,12 @@ import torch
 from repro.common.checkpoint import RunCheckpoint
 from repro.common.distributed import DistInfo, unwrap, wrap_model
 from repro.lars.data import StudyData
-from repro.lars.engine import Diverged, TrainState, evaluate, steps_per_epoch, train
+from repro.lars.engine import Diverged, TrainState, _epoch_order, evaluate, steps_per_epoch, train
 from repro.lars.models import build_model
 from repro.lars.optim import LARS, warmup_poly_schedule
+from repro.lars.ratios import layer_ratios
 
-__all__ = ["choose_lr", "make_optimizer", "run_cell", "run_key", "scaled_lr"]
+__all__ = ["choose_lr", "lr_grid", "make_optimizer", "run_cell", "run_key", "scaled_lr", "warmup_epochs"]
 
 ARMS = ("sgd", "lars")
 # Config keys that do not change a cell's results (not part of its checkpoint's run identity).
@@ -50,6 +59,28 @@ def scaled_lr(lr_ref: float, batch: int, ref_batch: int, scaling: str) -> float:
     if scaling == "none":
         return lr_ref
     raise ValueError(f"unknown LR scaling {scaling!r} (linear | sqrt | none)")
+
+
+def lr_grid(arm_cfg: dict[str, Any], model_name: str) -> list[float]:
+    """The arm's search grid at ``ref_batch`` for ``model_name``: every ``lr * f`` (``lrs`` times
+    ``lr_factors``), sorted, duplicates removed; the cell scales it to its batch with ``scaling``.
+    With linear scaling, f < 1 puts the LR below the linearly scaled one by that factor."""
+    grid = arm_cfg["lrs"].get(model_name)
+    if not grid:
+        raise ValueError(f"no LR grid for model {model_name!r}")
+    factors = arm_cfg.get("lr_factors") or [1.0]
+    return sorted({float(f"{float(lr) * float(f):.6g}") for lr in grid for f in factors})
+
+
+def warmup_epochs(arm_cfg: dict[str, Any], model_name: str) -> float:
+    """The arm's warm-up length: one number for every model, or per model (paper: 2 epochs for
+    AlexNet, 5 for AlexNet-BN with LARS, Table 3; none for the AlexNet-BN baseline, Table 1b)."""
+    value = arm_cfg["warmup_epochs"]
+    if isinstance(value, dict):
+        if model_name not in value:
+            raise ValueError(f"warmup_epochs has no entry for model {model_name!r}")
+        return float(value[model_name])
+    return float(value)
 
 
 def make_optimizer(arm: str, params: Any, lr: float, cfg: dict[str, Any]) -> torch.optim.Optimizer:
@@ -91,11 +122,13 @@ def _one_run(
     lr = scaled_lr(lr_ref, batch, arm_cfg["ref_batch"], arm_cfg["scaling"])
     spe = steps_per_epoch(len(data.train), batch)
     total = spe * epochs
-    warmup = min(total, int(round(arm_cfg["warmup_epochs"] * spe)))
+    warmup = min(total, int(round(warmup_epochs(arm_cfg, model_name) * spe)))
     torch.manual_seed(seed)
     model = build_model(
         model_name, num_classes=data.num_classes, image_size=data.image_size, conv=cfg["conv"], fc=cfg["fc"]
     ).to(data.train.x.device)
+    first = _epoch_order(len(data.train), seed, 0, data.train.x.device)[:batch]  # [B] the run's first batch
+    ratios = layer_ratios(model, data.train.x[first], data.train.y[first], micro_batch=cfg["micro_batch"])
     net = wrap_model(model, dist, data.train.x.device)  # DDP (synchronised BatchNorm) with several ranks
     model = unwrap(net)
     optimizer = make_optimizer(arm, model.parameters(), lr, cfg)
@@ -129,6 +162,7 @@ def _one_run(
         "steps": total,
         "warmup_steps": warmup,
         "steps_per_epoch": spe,
+        "layer_ratios": ratios,
     }
     try:
         state = train(
@@ -149,10 +183,9 @@ def _one_run(
     except Diverged as exc:
         if cfg["on_divergence"] != "record":
             raise
-        chance = 100.0 / data.num_classes
-        print(f"run {run_key(lr_ref, seed)}: {exc}; recorded as diverged (chance accuracy {chance:.1f}%)", file=sys.stderr)
-        outcome = {"diverged": True, "diverged_at_step": exc.step, "val_acc": chance, "test_acc": chance,
-                   "test_loss": float("nan"), "train_loss": float("nan")}
+        print(f"run {run_key(lr_ref, seed)}: {exc}; recorded as diverged (no accuracy)", file=sys.stderr)
+        outcome = {"diverged": True, "diverged_at_step": exc.step, "val_acc": None, "test_acc": None,
+                   "test_loss": None, "train_loss": None}
     else:
         val = evaluate(model, data.val, batch_size=cfg["eval_batch"])
         test = evaluate(model, data.test, batch_size=cfg["eval_batch"])
@@ -168,13 +201,16 @@ def _one_run(
     }
 
 
-def choose_lr(runs: list[dict[str, Any]], seed: int) -> float:
-    """The LR (at the reference batch) with the best validation accuracy among ``seed``'s runs;
-    diverged runs count as chance; ties go to the smaller LR."""
+def choose_lr(runs: list[dict[str, Any]], seed: int) -> float | None:
+    """The LR (at the reference batch) with the best validation accuracy among ``seed``'s runs that
+    did not diverge; ties go to the smaller LR. None when every LR diverged."""
     cands = [r for r in runs if r["seed"] == seed]
     if not cands:
         raise ValueError(f"no runs with the LR-search seed {seed}")
-    best = max(cands, key=lambda r: (r["val_acc"], -r["lr_ref"]))
+    finite = [r for r in cands if not r["diverged"]]
+    if not finite:
+        return None
+    best = max(finite, key=lambda r: (r["val_acc"], -r["lr_ref"]))
     return float(best["lr_ref"])
 
 
@@ -190,13 +226,14 @@ def run_cell(
     ckpt: RunCheckpoint | None = None,
     dist: DistInfo | None = None,
 ) -> dict[str, Any]:
-    """Search the arm's LR grid with the first seed (best validation accuracy, as the paper picks
-    the best LR per batch), then train the remaining seeds at that LR; resumable from ``ckpt``.
+    """Search the arm's LR grid (:func:`lr_grid`) with the first seed (best validation accuracy of the
+    runs that did not diverge, as the paper picks the best LR per batch), then train the remaining
+    seeds at that LR (none when every LR diverged); resumable from ``ckpt``.
 
     The checkpoint (this cell's: its identity covers model, arm, batch, epochs, seeds, config and data)
     holds the finished runs' results and the state of the run in progress, so an interrupted job redoes
     at most ``checkpoint_every`` steps.
-    Returns ``{"chosen_lr_ref", "runs"}``.
+    Returns ``{"chosen_lr_ref", "lr_grid", "runs"}`` (``chosen_lr_ref`` None if all diverged).
     """
     dist = dist or DistInfo()
     if arm not in ARMS:
@@ -223,20 +260,21 @@ def run_cell(
             lr_ref=lr_ref, seed=seed, resume=resume, save=save, dist=dist,
         )
         finished.append(result)
-        print(
-            f"{model_name} {arm} B={batch} E={epochs} {key}: lr={result['lr']:.4g} "
-            f"val {result['val_acc']:.1f}% test {result['test_acc']:.1f}% "
-            f"({'diverged, ' if result['diverged'] else ''}{result['seconds']:.1f}s)",
-            file=sys.stderr,
-        )
+        acc = "diverged" if result["diverged"] else f"val {result['val_acc']:.1f}% test {result['test_acc']:.1f}%"
+        print(f"{model_name} {arm} B={batch} E={epochs} {key}: lr={result['lr']:.4g} {acc} ({result['seconds']:.1f}s)",
+              file=sys.stderr)
         save(None)
 
-    grid = cfg[arm]["lrs"].get(model_name)
-    if not grid:
+    if not cfg[arm]["lrs"].get(model_name):
         raise ValueError(f"config key 'lars.{arm}.lrs.{model_name}' is missing: no LR grid for this cell")
+    grid = lr_grid(cfg[arm], model_name)
     for lr_ref in grid:
-        ensure(float(lr_ref), seeds[0])
+        ensure(lr_ref, seeds[0])
     chosen = choose_lr(finished, seeds[0])
-    for seed in seeds[1:]:
-        ensure(chosen, seed)
-    return {"chosen_lr_ref": chosen, "runs": finished}
+    if chosen is None:
+        print(f"{model_name} {arm} B={batch} E={epochs}: every LR of {grid} diverged; no other seeds run",
+              file=sys.stderr)
+    else:
+        for seed in seeds[1:]:
+            ensure(chosen, seed)
+    return {"chosen_lr_ref": chosen, "lr_grid": grid, "runs": finished}
