@@ -421,7 +421,8 @@ def test_gan_train_two_ranks_match_one_process(tmp_path: Path, case: str) -> Non
             diff = (w2[net][k].double() - v.double()).abs().max().item()
             free_seen += k in free
             assert diff < (2 * GAN_LR * 6 if k in free else WEIGHT_ATOL), (net, k, diff)
-    assert free_seen == (0 if experiment == "ring8" else 10)
+    # DCGAN: incl. the bias and running mean of the BatchNorm after D's first conv
+    assert free_seen == (0 if experiment == "ring8" else 12)
 
 
 def _net_module(arm: str, experiment: str, net: str) -> nn.Module:
