@@ -358,14 +358,16 @@ def test_defaults_match_schema_and_config_yaml() -> None:
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["properties"]["detect"]
     props = {k: v for k, v in schema["properties"].items() if k != "threads"}  # threads: the rule's, not the CLI's
     assert set(props) == set(DEFAULTS)
+    nested = ("transfer", "single_map_rpn")
     for key, spec in props.items():
-        if key != "transfer":
+        if key not in nested:
             assert spec.get("default") == DEFAULTS[key], key
-    assert {k: v["default"] for k, v in props["transfer"]["properties"].items()} == DEFAULTS["transfer"]
+    for key in nested:
+        assert {k: v["default"] for k, v in props[key]["properties"].items()} == DEFAULTS[key], key
     default = yaml.safe_load((REPO / "config.yaml").read_text())["detect"]
     default.pop("threads")
-    assert resolve_config(default) == {**DEFAULTS, **default, "transfer": {**DEFAULTS["transfer"],
-                                                                        **default.get("transfer", {})}}
+    assert resolve_config(default) == {**DEFAULTS, **default, **{k: {**DEFAULTS[k], **default.get(k, {})}
+                                                                 for k in nested}}
     with pytest.raises(ValueError, match="unknown keys \\['iteratoins'\\]"):
         resolve_config({"iteratoins": 3})
 
@@ -376,6 +378,9 @@ def test_paper_claim_values_equal_the_table_differences() -> None:
     assert v["fpn_claim_ap_fpn_minus_c4"] == pytest.approx(t("t3c_ap") - t("t3a_ap"))
     assert v["fpn_claim_ap_fpn_minus_c5"] == pytest.approx(t("t3c_ap") - t("t3b_ap"))
     assert v["fpn_claim_ap_c4_minus_c5"] == pytest.approx(t("t3a_ap") - t("t3b_ap"))
+    assert v["fpn_claim_ap50_fpn_minus_c4"] == pytest.approx(t("t3c_ap50") - t("t3a_ap50"))
+    assert v["fpn_claim_ar100_fpn_minus_c4"] == pytest.approx(t("t1c_ar100") - t("t1a_ar100"))
+    assert v["fpn_claim_ar1k_c4_minus_c5"] == pytest.approx(t("t1a_ar1k") - t("t1b_ar1k"))
     assert v["fpn_claim_aps_fpn_minus_c4"] == pytest.approx(t("t3c_ap_s") - t("t3a_ap_s"))
     assert v["fpn_claim_aps_fpn_minus_c5"] == pytest.approx(t("t3c_ap_s") - t("t3b_ap_s"))
     for base, row in (("c4", "a"), ("c5", "b")):
