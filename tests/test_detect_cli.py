@@ -198,3 +198,20 @@ def test_smoke_pipeline_builds_fpn_coco(smoke_run: Path) -> None:
     rows = read_claims(smoke_run / "results" / "claims" / "fpn.json")
     assert {r["claim_id"] for r in rows} >= {"fpn_claim_ap_fpn_minus_c4", "fpn_claim_aps_fpn_minus_c5"}
     assert (smoke_run / "results" / "detect" / "fpn" / "s0" / "model.pt").exists()
+
+
+def test_detections_rescore_to_the_same_numbers(data: Path, tmp_path: Path, capsys) -> None:
+    """Every evaluation writes its detections and proposals as COCO results; `score` recomputes its metrics."""
+    out = tmp_path / "run"
+    assert _train(data, out, extra=["--detections-out", str(out / "dt.json"), "--proposals-out",
+                                    str(out / "props.json")]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["rpn_budget"]["pre_nms_per"] == "pyramid level" and 0 < m["proposals_per_image"]["min"]
+    dets = json.loads((out / "dt.json").read_text())
+    assert isinstance(dets, list) and {"image_id", "category_id", "bbox", "score"} <= set(dets[0])
+    assert main(["score", "--config", json.dumps(TINY), "--gt", str(data), "--dt", str(out / "dt.json"),
+                 "--proposals", str(out / "props.json"), "--out", str(out / "scores.json")]) == 0
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["bbox"] == m["bbox"] and scores["rpn"] == m["rpn"]
+    assert scores["voc_map50"] == m["voc_map50"] or (scores["voc_map50"] != scores["voc_map50"]
+                                                      and m["voc_map50"] != m["voc_map50"])

@@ -282,3 +282,22 @@ def test_claims_verdicts_follow_the_paired_ci() -> None:
     assert rows["ti_pretrain_knn_intra_minus_scratch"].verdict == "inconclusive"
     assert "seeds" in rows["ti_pretrain_knn_intra_minus_scratch"].scale_note
     assert all(r.n_seeds == 3 for r in rows.values())
+
+
+def test_paper_negatives_are_random_and_mixed_is_an_ablation_arm(tmp_path: Path) -> None:
+    """Sec. 4-5: "a random distractor sample C' from another parent cluster" in the same mini-batch is the
+    default; [61]'s hard/random mix runs as the transitive_mixed arm on the main graph."""
+    from repro.pretrain.data import arm_graph_variant
+    from repro.pretrain.engine import TrainConfig
+    from repro.pretrain.losses import pick_negatives
+
+    assert TrainConfig(steps=1, batch=2, margin=0.5, lr=0.1).negatives == "random"
+    assert pick_negatives.__kwdefaults__["mode"] == "random"
+    assert arm_graph_variant("transitive_mixed") == "main" and arm_graph_variant("transitive_hog") == "hog"
+    cfg = {k: v for k, v in CFG.items() if k != "negatives"}
+    for arm in ("transitive", "transitive_mixed"):
+        argv_cfg = {**cfg, "steps": 2, "checkpoint_every": 0}
+        assert _train(tmp_path, arm, arm, cfg=argv_cfg) == 0
+    negs = {arm: json.loads((tmp_path / arm / "train.json").read_text())["negatives"]
+            for arm in ("transitive", "transitive_mixed")}
+    assert negs == {"transitive": "random", "transitive_mixed": "mixed"}

@@ -24,6 +24,8 @@ rule detect_train:
         metrics="results/detect/{model}/s{seed}/metrics.json",
         weights="results/detect/{model}/s{seed}/model.pt",
         steps="results/detect/{model}/s{seed}/train_log.csv",
+        detections="results/detect/{model}/s{seed}/detections.json",
+        proposals="results/detect/{model}/s{seed}/proposals.json",
     params:
         cfg=as_json(DETECT_CLI),
         seed=lambda wc: wc.seed,
@@ -47,7 +49,8 @@ rule detect_train:
         ddp_shell(
             "repro.detect train --model {wildcards.model} --config {params.cfg:q} --seed {params.seed}"
             " --threads {threads} --in {input.data} --out {output.metrics} --weights-out {output.weights}"
-            " --metrics-csv {output.steps} --checkpoint-dir {params.ckpt} > {log} 2>&1"
+            " --metrics-csv {output.steps} --detections-out {output.detections}"
+            " --proposals-out {output.proposals} --checkpoint-dir {params.ckpt} > {log} 2>&1"
         )
 
 
@@ -93,6 +96,8 @@ rule detect_transfer:
         metrics="results/detect/transfer/{arm}/s{seed}/metrics.json",
         weights="results/detect/transfer/{arm}/s{seed}/model.pt",
         steps="results/detect/transfer/{arm}/s{seed}/train_log.csv",
+        detections="results/detect/transfer/{arm}/s{seed}/detections.json",
+        proposals="results/detect/transfer/{arm}/s{seed}/proposals.json",
     params:
         cfg=as_json(DETECT_CLI),
         seed=lambda wc: wc.seed,
@@ -118,6 +123,7 @@ rule detect_transfer:
             "repro.detect train --transfer --arm {wildcards.arm} --model {params.model}"
             " --backbone-weights {input.backbone} --config {params.cfg:q} --seed {params.seed} --threads {threads}"
             " --in {input.data} --out {output.metrics} --weights-out {output.weights} --metrics-csv {output.steps}"
+            " --detections-out {output.detections} --proposals-out {output.proposals}"
             " --checkpoint-dir {params.ckpt} > {log} 2>&1"
         )
 

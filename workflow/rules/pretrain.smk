@@ -9,6 +9,7 @@
 
 PRETRAIN = config["pretrain"]
 PRETRAIN_ARMS = PRETRAIN["arms"]
+from repro.pretrain.data import ARMS as PRETRAIN_ARM_NAMES, arm_graph_variant  # noqa: E402
 PRETRAIN_SEEDS = PRETRAIN["seeds"]
 # Small nets run fastest on one thread and two 1-thread jobs beat one 2-thread job on 2 cores;
 # `pretrain.threads: null` falls back to the top-level `threads` (full scale).
@@ -45,8 +46,7 @@ rule pretrain_train:
             else {
                 "patches": "results/graph/patches.npy",
                 "pairs": "results/graph/{variant}/s{seed}/pairs.npz".format(
-                    variant=wc.arm.split("_", 1)[1] if wc.arm.startswith("transitive_") else PRETRAIN["graph_variant"],
-                    seed=wc.seed,
+                    variant=arm_graph_variant(wc.arm, PRETRAIN["graph_variant"]), seed=wc.seed
                 ),
             }
         ),
@@ -60,7 +60,7 @@ rule pretrain_train:
         ckpt="results/checkpoints/pretrain/{arm}_s{seed}",
         inputs=lambda wc, input: " ".join(f"--{k} {input[k]}" for k in ("patches", "pairs") if k in input.keys()),
     wildcard_constraints:
-        arm="scratch|intra|inter|transitive|transitive_hog|transitive_short",
+        arm="|".join(PRETRAIN_ARM_NAMES),
         seed=r"\d+",
     log:
         "results/logs/pretrain/train_{arm}_s{seed}.log",

@@ -47,6 +47,9 @@ def _small_vs_large(claim_id: str, base: str, small: str = "bbox.AP_s", large: s
 
 FPN_CLAIMS: tuple[DiffClaim, ...] = (
     _delta("fpn_claim_ap_fpn_minus_c4", "COCO AP, FPN - C4 (fraction)", "bbox.AP", "fpn", "c4"),
+    _delta("fpn_claim_ap50_fpn_minus_c4", "PASCAL-style AP@0.5, FPN - C4 (fraction)", "bbox.AP50", "fpn", "c4"),
+    _delta("fpn_claim_ar100_fpn_minus_c4", "RPN AR100, FPN - C4 (fraction)", "rpn.AR100", "fpn", "c4"),
+    _delta("fpn_claim_ar1k_c4_minus_c5", "RPN AR1k, C4 - C5 (fraction)", "rpn.AR1k", "c4", "c5"),
     _delta("fpn_claim_ap_fpn_minus_c5", "COCO AP, FPN - C5 (fraction)", "bbox.AP", "fpn", "c5"),
     _delta("fpn_claim_ap_c4_minus_c5", "COCO AP, C4 - C5 (fraction)", "bbox.AP", "c4", "c5"),
     _delta("fpn_claim_aps_fpn_minus_c4", "COCO AP_s, FPN - C4 (fraction)", "bbox.AP_s", "fpn", "c4"),

@@ -12,15 +12,20 @@ Commands:
   the config's ``transfer`` overrides, and ``--arm`` labels the run.
 * ``aggregate --in metrics... --out fpn_coco.json --claims fpn.json``: FPN Tables 1 and 3.
 * ``transfer-aggregate --in metrics... --out ti_transfer.json --claims ti_transfer.json``: TI transfer.
+* ``score --gt DATA --dt detections.json [--proposals proposals.json]``: recompute a run's bbox AP, VOC07
+  mAP@0.5 and RPN recall from the COCO results files ``train`` writes (``--detections-out``,
+  ``--proposals-out``), e.g. after editing them or with another pycocotools.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import sys
 import time
 from pathlib import Path
+
 from repro.common.cli import add_common_args
 from repro.common.config import check_config
 from repro.detect.config import RULE_KEYS, resolve_config
@@ -76,7 +81,7 @@ def _train_ranked(args: argparse.Namespace, cfg: dict, started: str, info, devic
     from repro.detect.backbone import build_body, freeze_layers, load_backbone_weights
     from repro.detect.data import CocoDetection, eval_loader, find_splits, train_loader
     from repro.detect.engine import NonFiniteLossError, evaluate_model, lr_at, train, write_train_log
-    from repro.detect.metrics import coco_from_dict, evaluate_bbox, evaluate_proposals, voc07_map50
+    from repro.detect.metrics import coco_from_dict, score_results
     from repro.detect.models import DetectorSettings, build_detector
 
     rank = f" rank={info.rank}/{info.world_size}" if info.enabled else ""
@@ -152,9 +157,12 @@ def _train_ranked(args: argparse.Namespace, cfg: dict, started: str, info, devic
     label_to_cat = [0] + val_set.cat_ids
     out = evaluate_model(model, eval_loader(val_set, batch_size=cfg["eval_batch_size"], num_workers=cfg["num_workers"]),
                          device=device, box_proposals=cfg["box_proposals_test"], label_to_cat=label_to_cat)
-    gt = coco_from_dict(val_set.coco_gt())
-    bbox = evaluate_bbox(gt, out["detections"])
-    rpn = evaluate_proposals(gt, out["proposals"])
+    scores = score_results(coco_from_dict(val_set.coco_gt()), out["detections"], out["proposals"])
+    bbox, rpn = scores["bbox"], scores["rpn"]
+    if args.detections_out is not None:  # COCO results files: python -m repro.detect score recomputes the metrics
+        atomic_write_json(args.detections_out, out["detections"], indent=None)
+    if args.proposals_out is not None:
+        atomic_write_json(args.proposals_out, out["proposals"], indent=None)
     result = {
         "model": args.model,
         "arm": args.arm,
@@ -162,7 +170,7 @@ def _train_ranked(args: argparse.Namespace, cfg: dict, started: str, info, devic
         "units": "bbox, rpn and voc_map50 are fractions in [0, 1]; -1 means no ground truth in that size bucket",
         "bbox": bbox,
         "rpn": rpn,
-        "voc_map50": voc07_map50(gt, out["detections"]),
+        "voc_map50": scores["voc_map50"],
         "train_s": train_s,
         "infer_s_per_img": out["infer_s_per_img"],
         "iters": total,
@@ -173,6 +181,8 @@ def _train_ranked(args: argparse.Namespace, cfg: dict, started: str, info, devic
         "pretrained": (f"backbone weights {args.backbone_weights}" if args.backbone_weights is not None
                        else "ImageNet" if cfg["backbone"] == "resnet50" else False),
         "pooler": cfg["pooler"],
+        "rpn_budget": settings.rpn_budget(args.model),
+        "proposals_per_image": out["proposals_per_image"],
         "canonical_scale": settings.roi_canonical_scale,
         "anchor_sizes": cfg["anchor_sizes"],
         "n_train_images": len(train_set),
@@ -208,6 +218,27 @@ def _aggregate(args: argparse.Namespace, *, transfer: bool) -> int:
     return 0
 
 
+def _score(args: argparse.Namespace) -> int:
+    """Recompute a run's metrics from its COCO results files and the dataset's val ground truth."""
+    from repro.common.io import atomic_write_json, read_json
+    from repro.detect.data import CocoDetection, find_splits
+    from repro.detect.metrics import coco_from_dict, score_results
+
+    cfg = resolve_config(args.config)
+    _, val_split = find_splits(args.gt)
+    gt = coco_from_dict(CocoDetection(val_split, max_images=cfg["max_val_images"], cache=False).coco_gt())
+    detections = read_json(args.dt)
+    proposals = read_json(args.proposals) if args.proposals is not None else None
+    for path, results in ((args.dt, detections), (args.proposals, proposals)):
+        if results is not None and not isinstance(results, list):
+            raise ValueError(f"{path}: not a COCO results file (a JSON list of detections)")
+    scores = score_results(gt, detections, proposals)
+    if args.out is not None:
+        atomic_write_json(args.out, scores)
+    print(json.dumps(scores, indent=2))
+    return 0
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m repro.detect", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -218,11 +249,19 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="metrics JSON")
     p.add_argument("--weights-out", type=Path, help="final model state_dict (.pt)")
     p.add_argument("--metrics-csv", type=Path, help="per-step losses CSV")
+    p.add_argument("--detections-out", type=Path, help="the val detections as COCO results JSON (re-scorable)")
+    p.add_argument("--proposals-out", type=Path, help="the val RPN proposals as COCO results JSON (ranked)")
     p.add_argument("--checkpoint-dir", type=Path, help="checkpoints; resumed from automatically")
     p.add_argument("--backbone-weights", type=Path, help="state_dict of the backbone module (TI transfer)")
     p.add_argument("--transfer", action="store_true", help="apply the config's transfer overrides")
     p.add_argument("--arm", default=None, help="pretraining arm label recorded in the metrics")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    sc = add_common_args(sub.add_parser("score", help="recompute a run's metrics from its COCO results files"),
+                         seed=False)
+    sc.add_argument("--gt", type=Path, required=True, help="the detection dataset folder whose val split was evaluated")
+    sc.add_argument("--dt", type=Path, required=True, help="detections (COCO results JSON)")
+    sc.add_argument("--proposals", type=Path, help="RPN proposals (COCO results JSON): adds the recall")
+    sc.add_argument("--out", type=Path, help="write the scores here as JSON too")
     for name, helptext in (("aggregate", "FPN Tables 1/3 summary + claims"),
                            ("transfer-aggregate", "TI transfer summary + claims")):
         a = add_common_args(sub.add_parser(name, help=helptext), seed=False)
@@ -243,4 +282,6 @@ def main(argv: list[str] | None = None) -> int:
     check_config(resolve_config(args.config), "detect")
     if args.command == "train":
         return _train(args)  # seeds everything first
+    if args.command == "score":
+        return _score(args)
     return _aggregate(args, transfer=args.command == "transfer-aggregate")

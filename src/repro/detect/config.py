@@ -27,6 +27,8 @@ DEFAULTS: dict[str, Any] = {
     "rpn_post_nms_top_n_train": 300,
     "rpn_pre_nms_top_n_test": 1000,
     "rpn_post_nms_top_n_test": 1000,
+    "single_map_rpn": {"pre_nms_top_n_train": 6000, "post_nms_top_n_train": 300, "pre_nms_top_n_test": 6000,
+                       "post_nms_top_n_test": 1000},
     "rpn_batch_size_per_image": 256,
     "box_batch_size_per_image": 128,
     "box_proposals_test": 300,
@@ -75,7 +77,8 @@ def resolve_config(cfg: dict[str, Any], *, transfer: bool = False) -> dict[str, 
     unknown = sorted(set(cfg) - set(DEFAULTS))
     if unknown:
         raise ValueError(f"detect config: unknown keys {unknown}")
-    out = {**DEFAULTS, **cfg, "transfer": {**DEFAULTS["transfer"], **cfg.get("transfer", {})}}
+    out = {**DEFAULTS, **cfg, "transfer": {**DEFAULTS["transfer"], **cfg.get("transfer", {})},
+           "single_map_rpn": {**DEFAULTS["single_map_rpn"], **cfg.get("single_map_rpn", {})}}
     if transfer:
         out.update({k: out["transfer"][k] for k in TRANSFER_OVERRIDES})
     return out

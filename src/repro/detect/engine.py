@@ -155,6 +155,7 @@ def evaluate_model(model: FasterRCNN, loader: Iterable, *, device: torch.device,
     dets: list[dict] = []
     props: list[dict] = []
     n_images, seconds = 0, 0.0
+    per_image: list[int] = []  # proposals the RPN returned for each image (its post-NMS cap at most)
     for images, targets in tqdm(loader, desc="eval", file=sys.stderr, mininterval=5.0):
         images = [im.to(device) for im in images]
         if device.type == "cuda":
@@ -170,7 +171,9 @@ def evaluate_model(model: FasterRCNN, loader: Iterable, *, device: torch.device,
             dets += detections_to_coco(image_id, o["boxes"].cpu().numpy(), o["scores"].cpu().numpy(),
                                        o["labels"].cpu().numpy(), label_to_cat)
             props += proposals_to_coco(image_id, p.cpu().numpy(), label_to_cat[1])
+            per_image.append(len(p))
+    counts = {"mean": sum(per_image) / len(per_image), "min": min(per_image)} if per_image else {"mean": 0.0, "min": 0}
     return {"detections": dets, "proposals": props, "infer_s_per_img": seconds / max(n_images, 1),
-            "n_images": n_images}
+            "n_images": n_images, "proposals_per_image": counts}
 
 

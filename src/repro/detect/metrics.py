@@ -129,3 +129,12 @@ def voc07_map50(coco_gt, results: list[dict]) -> float:
     if not valid.any():
         return float("nan")
     return float(p[:, valid].mean())
+
+
+def score_results(coco_gt, detections: list[dict], proposals: list[dict] | None) -> dict[str, Any]:
+    """Every metric of one evaluation from its COCO results: the 12 bbox stats, VOC07 mAP@0.5 and (given
+    the proposals) the RPN recall. ``python -m repro.detect score`` recomputes a run's numbers this way."""
+    out: dict[str, Any] = {"bbox": evaluate_bbox(coco_gt, detections), "voc_map50": voc07_map50(coco_gt, detections)}
+    if proposals is not None:
+        out["rpn"] = evaluate_proposals(coco_gt, proposals)
+    return out

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
@@ -82,6 +82,14 @@ class DetectorSettings:
     rpn_post_nms_top_n_train: int = 2000
     rpn_pre_nms_top_n_test: int = 1000
     rpn_post_nms_top_n_test: int = 1000  # Sec. 4.2: 1000 proposals at test
+    # The single-map RPNs' budget (c4, c5, fpn_p2_only). torchvision applies rpn_pre_nms_top_n_* per
+    # feature map, so FPN ranks 5x the candidates of a single map with the same numbers; the paper's
+    # codebase (Detectron) gave single-scale RPNs 12000 / 6000 candidates before NMS and 2000 / 1000
+    # proposals after it (train / test), against FPN's 2000 / 1000 per level.
+    single_pre_nms_top_n_train: int = 12000
+    single_post_nms_top_n_train: int = 2000
+    single_pre_nms_top_n_test: int = 6000
+    single_post_nms_top_n_test: int = 1000
     rpn_batch_size_per_image: int = 256  # Sec. 4.1
     box_batch_size_per_image: int = 512  # Sec. 4.2: 512 RoIs per image
     box_detections_per_img: int = 100
@@ -90,12 +98,27 @@ class DetectorSettings:
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> DetectorSettings:
         """Pick this dataclass's fields out of the stage config (lists become tuples)."""
+        flat = {**cfg, **{f"single_{k}": v for k, v in cfg.get("single_map_rpn", {}).items()}}
         kwargs = {}
         for f in fields(cls):
-            if f.name in cfg:
-                v = cfg[f.name]
+            if f.name in flat:
+                v = flat[f.name]
                 kwargs[f.name] = tuple(v) if isinstance(v, list) else v
         return cls(**kwargs)
+
+    def single_map(self) -> DetectorSettings:
+        """These settings with the single-map RPN budget in place of FPN's per-level one."""
+        return replace(self, rpn_pre_nms_top_n_train=self.single_pre_nms_top_n_train,
+                       rpn_post_nms_top_n_train=self.single_post_nms_top_n_train,
+                       rpn_pre_nms_top_n_test=self.single_pre_nms_top_n_test,
+                       rpn_post_nms_top_n_test=self.single_post_nms_top_n_test)
+
+    def rpn_budget(self, model: str) -> dict[str, Any]:
+        """The proposal budget ``model`` runs with (recorded in its metrics and the claims' notes)."""
+        s = self.single_map() if model in SINGLE_MAP_MODELS else self
+        return {"pre_nms_top_n_train": s.rpn_pre_nms_top_n_train, "post_nms_top_n_train": s.rpn_post_nms_top_n_train,
+                "pre_nms_top_n_test": s.rpn_pre_nms_top_n_test, "post_nms_top_n_test": s.rpn_post_nms_top_n_test,
+                "pre_nms_per": "image" if model in SINGLE_MAP_MODELS else "pyramid level"}
 
     @property
     def roi_canonical_scale(self) -> float:
@@ -356,7 +379,7 @@ def fpn_p2_only_faster_rcnn(*, body: nn.Module, num_classes: int, settings: Dete
     fpn = BackboneWithFPN(body, dict(zip(STAGES, PYRAMID_LEVELS)), list(_channels(body)), settings.fpn_channels)
     backbone = _SingleMap(fpn, settings.fpn_channels, key="0")
     return _faster_rcnn(
-        backbone, settings, num_classes=num_classes,
+        backbone, settings.single_map(), num_classes=num_classes,
         anchors=_single_map_anchors(settings),
         pooler=_pooler(settings, ["0"], 7),
         head=_two_fc(settings.fpn_channels, settings), head_out=settings.representation_size,
@@ -368,7 +391,7 @@ def c5_faster_rcnn(*, body: nn.Module, num_classes: int, settings: DetectorSetti
     c5 = _channels(body)[3]
     backbone = _SingleMap(IntermediateLayerGetter(body, return_layers={"layer4": "0"}), c5)
     return _faster_rcnn(
-        backbone, settings, num_classes=num_classes,
+        backbone, settings.single_map(), num_classes=num_classes,
         anchors=_single_map_anchors(settings),
         pooler=_pooler(settings, ["0"], 7),
         head=_two_fc(c5, settings), head_out=settings.representation_size,
@@ -391,13 +414,14 @@ def c4_faster_rcnn(*, body: nn.Module, num_classes: int, settings: DetectorSetti
     c4, c5 = _channels(body)[2:]
     backbone = _SingleMap(IntermediateLayerGetter(body, return_layers={"layer3": "0"}), c4)
     return _faster_rcnn(
-        backbone, settings, num_classes=num_classes,
+        backbone, settings.single_map(), num_classes=num_classes,
         anchors=_single_map_anchors(settings),
         pooler=_pooler(settings, ["0"], 14),
         head=_Conv5Head(body.layer4), head_out=c5,
     )
 
 
+SINGLE_MAP_MODELS = ("c4", "c5", "fpn_p2_only")  # one feature map for the RPN: the single-map budget
 Builder = Callable[..., FasterRCNN]
 BUILDERS: dict[str, Builder] = {
     "fpn": fpn_faster_rcnn,

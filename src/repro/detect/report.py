@@ -25,7 +25,7 @@ UNITS = ("AP/AR/mAP values are fractions in [0, 1]: means over seeds (null where
          " truth), per-seed values under runs (-1 there, as pycocotools); paper_reference holds the paper's %")
 DELTA_KEYS = (("bbox", "AP"), ("bbox", "AP_s"), ("rpn", "AR1k"), ("rpn", "AR1k_s"))
 _RUN_META = ("iters", "batch_size", "image_size", "backbone", "pretrained", "pooler", "canonical_scale",
-             "anchor_sizes", "n_train_images", "n_val_images", "device", "threads")
+             "anchor_sizes", "n_train_images", "n_val_images", "device", "threads", "rpn_budget")
 
 
 def flatten(run: dict[str, Any]) -> dict[str, float]:
@@ -65,6 +65,10 @@ def _summarise(runs: dict[int, dict[str, Any]]) -> dict[str, Any]:
     entry["voc_map50"], entry["voc_map50_ci95"] = _mean_ci([runs[s].get("voc_map50", float("nan")) for s in seeds])
     for k in ("train_s", "infer_s_per_img"):
         entry[k] = sum(runs[s][k] for s in seeds) / len(seeds)
+    counts = [runs[s]["proposals_per_image"] for s in seeds if "proposals_per_image" in runs[s]]
+    if counts:  # test-time proposals per image over every seed: mean of the means, the smallest of all
+        entry["proposals_per_image"] = {"mean": sum(c["mean"] for c in counts) / len(counts),
+                                        "min": min(c["min"] for c in counts)}
     first = runs[seeds[0]]
     entry.update({k: first.get(k) for k in _RUN_META})
     entry["runs"] = [{"seed": s, "bbox": runs[s]["bbox"], "rpn": runs[s]["rpn"], "voc_map50": runs[s].get("voc_map50"),
@@ -114,6 +118,20 @@ def _scale_note(cfg: dict[str, Any], meta: dict[str, Any], n_seeds: int) -> str:
     )
 
 
+def budget_note(models: dict[str, dict[str, Any]]) -> str:
+    """Each model's RPN budget and the test-time proposals per image it reached (mean, minimum)."""
+    parts = []
+    for name, m in models.items():
+        b, n = m.get("rpn_budget"), m.get("proposals_per_image")
+        if not b:
+            continue
+        got = f"; {n['mean']:.0f} proposals/image at test (min {n['min']})" if n else ""
+        parts.append(f"{name}: {b['pre_nms_top_n_train']}/{b['pre_nms_top_n_test']} candidates per"
+                     f" {b['pre_nms_per']} before NMS, {b['post_nms_top_n_train']}/{b['post_nms_top_n_test']}"
+                     f" after (train/test){got}")
+    return ("RPN budgets: " + "; ".join(parts) + ".") if parts else ""
+
+
 def _deltas(by_model: dict[str, dict[int, dict[str, Any]]], a: str, b: str) -> dict[str, Any]:
     seeds = sorted(set(by_model[a]) & set(by_model[b]))
     out = {}
@@ -132,7 +150,7 @@ def fpn_summary(paths: Sequence[Path], config: dict[str, Any], *, started: str
     by_model, models, flat, n_seeds = _grouped(paths, "model", PAPER_ROWS)
     deltas = {f"fpn_minus_{b}": _deltas(by_model, "fpn", b) for b in ("c4", "c5")
               if "fpn" in by_model and b in by_model}
-    note = _scale_note(cfg, next(iter(models.values())), n_seeds)
+    note = _scale_note(cfg, next(iter(models.values())), n_seeds) + " " + budget_note(models)
     rows = claim_rows(FPN_CLAIMS, flat, paper="FPN (arXiv 1612.03144)", scale_note=note)
     summary = {"units": UNITS, "models": models, "deltas": deltas, "paper_reference": fpn_paper_reference(),
                **_closing(rows, cfg, started)}

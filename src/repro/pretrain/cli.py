@@ -88,7 +88,7 @@ def _train_config(cfg: dict):
 
     opt = cfg.get("optimizer", {})
     return TrainConfig(steps=int(cfg.get("steps", 300)), batch=int(cfg.get("batch", 32)),
-                       margin=float(cfg.get("margin", 0.5)), negatives=cfg.get("negatives", "mixed"),
+                       margin=float(cfg.get("margin", 0.5)), negatives=cfg.get("negatives", "random"),
                        hard_fraction=float(cfg.get("hard_fraction", 0.5)), flip=bool(cfg.get("flip", True)),
                        lr=float(opt.get("lr", 0.01)), schedule=cfg.get("schedule", "constant"),
                        warmup_steps=int(cfg.get("warmup_steps", 0)), poly_power=float(cfg.get("poly_power", 2.0)))
@@ -120,6 +120,8 @@ def _train_ranked(args: argparse.Namespace, dist_info, device) -> dict:
     """Train on every rank (one process: the only one), write the outputs on rank 0."""
     import torch
 
+    from dataclasses import replace
+
     from repro.common.checkpoint import RunCheckpoint, run_identity
     from repro.common.distributed import wrap_model
     from repro.pretrain.data import PatchBank, check_arm, load_pairs, load_patches, select_pairs
@@ -128,8 +130,11 @@ def _train_ranked(args: argparse.Namespace, dist_info, device) -> dict:
     cfg, arm = args.config, check_arm(args.arm)
     net = _build_net(cfg, args.seed).to(device)
     tcfg = _train_config(cfg)
+    if arm == "transitive_mixed":  # the ablation arm: [61]'s mix of hard and random distractors
+        tcfg = replace(tcfg, negatives="mixed")
     state = TrainState()
     info: dict = {"arm": arm, "seed": args.seed, "device": str(device), "n_pairs": 0, "steps": 0,
+                  "negatives": tcfg.negatives,
                   "world_size": dist_info.world_size}
     trainable = arm != "scratch"
     if trainable:
@@ -295,7 +300,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = add_common_args(sub.add_parser("train", help=COMMANDS["train"][1]))
-    p.add_argument("--arm", required=True, help="scratch | intra | inter | transitive | transitive_hog | transitive_short")
+    p.add_argument("--arm", required=True, help="scratch | intra | inter | transitive | transitive_hog | transitive_short"
+                   " | transitive_mixed")
     p.add_argument("--patches", type=Path, help="graph stage's patches.npy (not needed for scratch)")
     p.add_argument("--pairs", type=Path, help="graph stage's pairs.npz (not needed for scratch)")
     p.add_argument("--out-backbone", type=Path, required=True, help="backbone state_dict (the detector's)")

@@ -14,6 +14,8 @@ Arms (Table 1 rows; names are the ``{arm}`` of ``results/pretrain/{arm}/s{seed}/
 * ``transitive``  the ``in_mix`` pairs, transitive + intra 7:2 (Table 1 "Ours");
 * ``transitive_hog`` / ``transitive_short``: ``transitive`` on the ``hog`` / ``short`` graph variant
   (Table 2 ablations: HOG clustering features, 15- instead of 30-frame tracks); the rule picks the file.
+* ``transitive_mixed``: ``transitive`` with [61]'s mix of hard and random distractors instead of the
+  paper's random ones (our ablation, see :mod:`repro.pretrain.losses`).
 
 Evaluation crops (no detection), one or more labelled sets (``pretrain.eval.sources``):
 
@@ -40,7 +42,8 @@ import numpy as np
 __all__ = ["ARMS", "EvalSet", "PairSet", "PatchBank", "arm_graph_variant", "load_nodes", "load_pairs", "load_patches",
            "detection_crops", "mined_crops", "select_pairs", "voc_crops"]
 
-ARMS = ("scratch", "intra", "inter", "transitive", "transitive_hog", "transitive_short")
+ARMS = ("scratch", "intra", "inter", "transitive", "transitive_hog", "transitive_short", "transitive_mixed")
+VARIANT_OF_ARM = {"transitive_hog": "hog", "transitive_short": "short"}  # the other arms: the configured graph
 KIND_INTRA, KIND_INTER, KIND_TRANSITIVE = 0, 1, 2
 PAIR_KEYS = ("a", "b", "kind", "parent", "in_mix")
 NODE_KEYS = ("video", "role", "class_id")
@@ -49,9 +52,9 @@ VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "
 
 
 def arm_graph_variant(arm: str, default: str = "main") -> str:
-    """The graph variant an arm trains on: ``hog``/``short`` for the ablation arms, else ``default``."""
-    check_arm(arm)
-    return arm.split("_", 1)[1] if arm.startswith("transitive_") else default
+    """The graph variant an arm trains on: ``hog``/``short`` for the Table 2 ablation arms, else ``default``
+    (the one source of this mapping: the rules call it too)."""
+    return VARIANT_OF_ARM.get(check_arm(arm), default)
 
 
 def check_arm(arm: str) -> str:

@@ -51,7 +51,7 @@ class TrainConfig:
     steps: int
     batch: int
     margin: float = 0.5  # paper m = 0.5
-    negatives: str = "mixed"
+    negatives: str = "random"
     hard_fraction: float = 0.5
     flip: bool = True
     lr: float = 0.01

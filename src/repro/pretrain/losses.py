@@ -3,12 +3,14 @@
     D(A, B) = 1 - F(A).F(B) / (||F(A)|| ||F(B)||)                         (cosine distance, Eq. 1)
     L(X, X+, X-) = max(0, D(X, X+) - D(X, X-) + m),   m = 0.5             (ranking loss, Eq. 2)
 
-X, X+ is a positive pair of the graph (intra, inter or transitive) and X- a distractor "from a
-different parent cluster, within the same mini-batch" (Sec. 4). The paper does not say how X- is
-chosen among those; [61]'s Caffe code (RankHardLoss) mixes hard and random negatives, so
-:func:`pick_negatives` offers ``hard`` (the closest valid candidate: the largest loss), ``random``
-(uniform among the valid candidates) and ``mixed`` (hard with probability ``hard_fraction``, random
-otherwise; the default, 0.5). Parent ``-1`` (a patch in no kept cluster) counts as one cluster of its
+X, X+ is a positive pair of the graph (intra, inter or transitive) and X- a distractor. The paper
+says how X- is chosen: "given the set of related samples {A, B, A', B'} ... and a random distractor
+sample C' from another parent cluster" (Sec. 4, Fig. 6), and "For each pair we sample the third
+distractor patch from a different 'parent cluster' in the same mini-batch" (Sec. 5). So ``random``
+(uniform among the other-parent patches of the mini-batch) is the default; :func:`pick_negatives` also
+offers ``hard`` (the closest valid candidate: the largest loss) and ``mixed`` (hard with probability
+``hard_fraction``, random otherwise, as [61]'s Caffe code RankHardLoss mixes them), which the
+``transitive_mixed`` pretraining arm uses as an ablation. Parent ``-1`` (a patch in no kept cluster) counts as one cluster of its
 own, so two such patches are never each other's negative (conservative).
 
 Every function is pure (tensors in, tensors out); the device is the inputs'.
@@ -42,7 +44,7 @@ def ranking_loss(d_pos: torch.Tensor, d_neg: torch.Tensor, margin: float = 0.5) 
     return torch.clamp(d_pos - d_neg + margin, min=0.0)  # [T]
 
 
-def pick_negatives(dist: torch.Tensor, anchor_parent: torch.Tensor, cand_parent: torch.Tensor, *, mode: str = "mixed",
+def pick_negatives(dist: torch.Tensor, anchor_parent: torch.Tensor, cand_parent: torch.Tensor, *, mode: str = "random",
                    hard_fraction: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:
     """For each anchor, the index of its distractor among the batch's candidates, or -1 if none is valid.
 
@@ -71,7 +73,7 @@ def pick_negatives(dist: torch.Tensor, anchor_parent: torch.Tensor, cand_parent:
 
 
 def triplet_step_loss(emb_a: torch.Tensor, emb_b: torch.Tensor, parent: torch.Tensor, *, margin: float = 0.5,
-                      mode: str = "mixed", hard_fraction: float = 0.5,
+                      mode: str = "random", hard_fraction: float = 0.5,
                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """The mini-batch loss: anchors X = a, positives X+ = b, distractors among all 2B batch images.
 
