@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(abspath $(VENV))/bin
 CORES  ?= all
 
-.PHONY: run test smoke bench report clean-results
+.PHONY: run test lint smoke bench report clean-results
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ run: $(VENV)/.installed
 ## test: make the venv if missing and run the test suite (includes an end-to-end smoke run)
 test: $(VENV)/.installed
 	PATH=$(BIN):$$PATH OMP_NUM_THREADS=1 $(BIN)/python -m pytest
+
+## lint: pyflakes-level errors and import order (ruff), Snakemake formatting (snakefmt); CI runs it
+lint: $(VENV)/.installed
+	$(BIN)/ruff check src tests bench
+	$(BIN)/snakefmt --check Snakefile workflow/rules
 
 ## smoke: the whole DAG on workflow/configs/smoke.yaml, into results/
 smoke: $(VENV)/.installed

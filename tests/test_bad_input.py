@@ -23,14 +23,14 @@ TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 sys.path.insert(0, str(TESTS))
 
+from repro.common.checkpoint import RunCheckpoint  # noqa: E402
+
 from test_detect_cli import TINY as DETECT_TINY  # noqa: E402
 from test_detect_cli import _write_split  # noqa: E402
 from test_lars_study import CFG as LARS_CFG  # noqa: E402
 from test_lars_study import _arrays  # noqa: E402
 from test_quant_pipeline import _fake_digits, _tiny_config  # noqa: E402
 from test_resume import _strip  # noqa: E402
-
-from repro.common.checkpoint import RunCheckpoint  # noqa: E402
 
 
 def fails_naming(call: Callable[[], int], capsys: pytest.CaptureFixture, *names: str) -> str:
@@ -402,10 +402,10 @@ def test_gan_interrupted_run_with_an_edited_config_starts_fresh(gan, monkeypatch
 
 @pytest.fixture
 def pretrain(tmp_path: Path):
+    from repro.pretrain.cli import main
+
     from test_pretrain import CFG as PRETRAIN_CFG
     from test_pretrain import _write_inputs
-
-    from repro.pretrain.cli import main
 
     patches, pairs, _ = _write_inputs(tmp_path)
 

@@ -236,10 +236,10 @@ def test_pretrain_train_two_ranks_match_one_process(tmp_path: Path) -> None:
     and 2 ranks; rank 0's checkpoint (unwrapped keys) resumes a 1-process run to the same weights."""
     import shutil
 
+    from repro.pretrain.cli import main
+
     from test_pretrain import CFG as PRETRAIN_CFG
     from test_pretrain import _write_inputs
-
-    from repro.pretrain.cli import main
 
     patches, pairs, _ = _write_inputs(tmp_path, n_nodes=32, size=16)  # 12 transitive pairs, 5 parents
     cfg = json.dumps({**PRETRAIN_CFG, "width": 8, "steps": 4, "batch": 4, "checkpoint_every": 2})
@@ -358,9 +358,9 @@ def test_gan_batch_not_divisible_by_the_ranks_names_the_key() -> None:
 
 def _gan_image_data(root: Path, exp: dict) -> list[str]:
     """A tiny MNIST-format set (random 28x28 digits in idx files, padded to 32x32) and its scorer."""
-    from test_gan_pipeline import _idx
-
     from repro.gan.cli import main
+
+    from test_gan_pipeline import _idx
 
     rng = np.random.default_rng(0)
     (root / "mnist").mkdir(parents=True)

@@ -14,11 +14,12 @@ import pytest
 import torch
 import yaml
 
-from conftest import FULL, run_snakemake
 from repro.common.claims import read_claims
 from repro.gan.classifier import load_inception
 from repro.gan.cli import main
 from repro.gan.data import load_cifar10, load_mixture, load_mnist
+
+from conftest import FULL, run_snakemake
 
 CLAIM_IDS = {
     "gan_mgan_ring8_all_modes",

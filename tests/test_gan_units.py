@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from repro.gan import losses
-from repro.gan.arms import build_arm, generate, mgan_step, replicate_noise, reggan_step
-from repro.gan.config import EXPERIMENT_DEFAULTS, experiment_config
 from repro.common.checkpoint import RunCheckpoint
+from repro.gan import losses
+from repro.gan.arms import build_arm, generate, mgan_step, reggan_step, replicate_noise
+from repro.gan.config import EXPERIMENT_DEFAULTS, experiment_config
 from repro.gan.engine import NonFiniteLossError, train
 from repro.gan.metrics import (
     histogram_edges,
@@ -123,8 +123,8 @@ def test_mode_score_as_printed_equals_is__eq4() -> None:
     """1612.02136 eq. 4 as printed: the p(y) terms cancel, so MODE = IS for any train marginal."""
     rng = np.random.default_rng(7)
     probs = rng.dirichlet(np.full(10, 0.3), size=500)
-    for train in (np.full(10, 0.1), rng.dirichlet(np.ones(10))):
-        assert mode_score_printed(probs, train) == pytest.approx(inception_score(probs)[0], rel=1e-12)
+    for marginal in (np.full(10, 0.1), rng.dirichlet(np.ones(10))):
+        assert mode_score_printed(probs, marginal) == pytest.approx(inception_score(probs)[0], rel=1e-12)
     # the variant IS * exp(-KL(p* || p_train)) penalises a mismatched marginal
     skewed = np.eye(10)[rng.choice(10, size=1000, p=[0.55] + [0.05] * 9)]
     assert mode_score_variant(skewed, np.full(10, 0.1)) < inception_score(skewed)[0]
@@ -275,8 +275,9 @@ def test_nan_loss_stops_with_a_clear_error() -> None:
 def test_config_defaults_match_the_schema() -> None:
     import yaml
 
-    from conftest import REPO
     from repro.gan.config import METRIC_DEFAULTS, STAGE_DEFAULTS
+
+    from conftest import REPO
 
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["properties"]["gan"]
     exp = {k: v["default"] for k, v in schema["$defs"]["experiment"]["properties"].items()}

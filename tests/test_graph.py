@@ -8,7 +8,14 @@ import itertools
 import numpy as np
 import pytest
 
-from repro.graph.features import OFFSETS, context_corners, grid_geometry, hog_features, l2_normalize, sample_context_batch
+from repro.graph.features import (
+    OFFSETS,
+    context_corners,
+    grid_geometry,
+    hog_features,
+    l2_normalize,
+    sample_context_batch,
+)
 from repro.graph.graph import (
     KIND_INTER,
     KIND_INTRA,

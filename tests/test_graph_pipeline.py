@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from conftest import SMOKE
 from repro.common.claims import read_claims
+
+from conftest import SMOKE
 
 
 def test_graph_outputs_of_the_smoke_dag(smoke_run: Path) -> None:

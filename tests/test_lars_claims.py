@@ -15,6 +15,7 @@ from repro.lars.claims import build_claims, paper_curves, paper_spans, summarize
 from repro.lars.data import prepare
 from repro.lars.models import build_model
 from repro.lars.ratios import layer_ratios, ratio_spread
+
 from test_lars_study import CFG, _arrays
 
 DEFAULT = {  # the embedded default's shape: 16x main grid, AlexNet-BN/LARS also at 16 (64x), Table 5 at 2E

@@ -7,13 +7,13 @@ import csv
 import json
 from pathlib import Path
 
-import pytest
 import torch
 import yaml
 
-from conftest import REPO, SMOKE, run_snakemake
 from repro.common.claims import read_claims
 from repro.common.paper_values import all_paper_values
+
+from conftest import REPO, SMOKE, run_snakemake
 
 
 def _smoke_config() -> dict:

@@ -13,10 +13,11 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO
 from repro.common.claims import read_claims
 from repro.quant.cli import main
 from repro.quant.data import load_cifar10, load_digits_npz, load_mnist
+
+from conftest import REPO
 
 
 def _tiny_config() -> dict:

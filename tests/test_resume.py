@@ -28,13 +28,13 @@ import torch
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 
+from repro.common.checkpoint import RunCheckpoint  # noqa: E402
+
 from test_detect_cli import TINY as DETECT_TINY  # noqa: E402
 from test_detect_cli import _write_split  # noqa: E402
 from test_lars_study import CFG as LARS_CFG  # noqa: E402
 from test_lars_study import _arrays  # noqa: E402
 from test_quant_pipeline import _fake_digits, _tiny_config  # noqa: E402
-
-from repro.common.checkpoint import RunCheckpoint  # noqa: E402
 
 # keys whose values are wall-clock measurements or provenance, not results (and any key ending in "_s")
 VOLATILE = {"provenance", "timings", "seconds", "cpu_seconds", "train_seconds", "infer_s_per_img", "threads"}
@@ -201,9 +201,9 @@ def test_quant_run_killed_and_rerun_equals_uninterrupted(tmp_path: Path) -> None
 def test_quant_checkpoint_of_another_net_is_set_aside(tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture) -> None:
     """A checkpoint folder holding another model's training state is set aside with a warning naming the
     difference, and the run starts fresh: never a crash, a refusal or a mix."""
-    from test_bad_input import interrupt_after_first_checkpoint
-
     from repro.quant.cli import main
+
+    from test_bad_input import interrupt_after_first_checkpoint
 
     data = _fake_digits(tmp_path / "digits.npz")
     cfg = _tiny_config()
@@ -337,10 +337,10 @@ def test_gan_resume_between_evaluations_keeps_the_loss_means(tmp_path: Path, mon
 
 # ------------------------------------------------------------------ Triplet-Siamese pretraining
 def test_pretrain_train_killed_and_rerun_equals_uninterrupted(tmp_path: Path) -> None:
+    from repro.pretrain.cli import main
+
     from test_pretrain import CFG as PRETRAIN_CFG
     from test_pretrain import _write_inputs
-
-    from repro.pretrain.cli import main
 
     patches, pairs, _ = _write_inputs(tmp_path)
     total = 120

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from conftest import REPO, SMOKE, run_snakemake
 
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from conftest import REPO, SMOKE, run_snakemake, snakemake_env
 from test_resume import _strip
 

@@ -14,15 +14,21 @@ def _validate_config(cfg):
     schema_path = os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml")
     schema = yaml.safe_load(open(schema_path))
     errors = sorted(
-        jsonschema.Draft202012Validator(schema).iter_errors(cfg), key=lambda e: list(e.path)
+        jsonschema.Draft202012Validator(schema).iter_errors(cfg),
+        key=lambda e: list(e.path),
     )
     if errors:
         lines = []
         for err in errors:
             key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
             lines.append(f"  config key '{key}': {err.message}")
-        raise ValueError("invalid configuration (see workflow/schemas/config.schema.yaml):\n" + "\n".join(lines))
-    validate(cfg, schema=schema_path)  # snakemake's validator also fills in the schema defaults
+        raise ValueError(
+            "invalid configuration (see workflow/schemas/config.schema.yaml):\n"
+            + "\n".join(lines)
+        )
+    validate(
+        cfg, schema=schema_path
+    )  # snakemake's validator also fills in the schema defaults
 
 
 _validate_config(config)
@@ -36,7 +42,12 @@ os.environ.update(
         p for p in [os.path.dirname(sys.executable), os.environ.get("PATH", "")] if p
     ),
     PYTHONPATH=os.pathsep.join(
-        p for p in [os.path.join(workflow.basedir, "src"), os.environ.get("PYTHONPATH", "")] if p
+        p
+        for p in [
+            os.path.join(workflow.basedir, "src"),
+            os.environ.get("PYTHONPATH", ""),
+        ]
+        if p
     ),
 )
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -56,7 +67,11 @@ DOWNLOADS = sorted(config.get("downloads", {}))
 # each rank runs `--threads {threads}`): sbatch --gpus and --cpus-per-task on SLURM; locally they
 # limit nothing unless given to --resources (e.g. `--resources gpu=2` on a 2-GPU workstation).
 GPUS_PER_JOB = config["gpus_per_job"]
-TRAIN_PY = "python -m" if GPUS_PER_JOB == 1 else f"torchrun --standalone --nproc_per_node={GPUS_PER_JOB} -m"
+TRAIN_PY = (
+    "python -m"
+    if GPUS_PER_JOB == 1
+    else f"torchrun --standalone --nproc_per_node={GPUS_PER_JOB} -m"
+)
 
 
 def ddp_shell(cmd):
@@ -77,7 +92,9 @@ def as_json(obj):
 def raw_dataset(name):
     """Folder of a downloaded dataset; fails early if the config has no download entry for it."""
     if name not in config.get("downloads", {}):
-        raise ValueError(f"config key 'downloads.{name}' is missing but a data source needs it")
+        raise ValueError(
+            f"config key 'downloads.{name}' is missing but a data source needs it"
+        )
     return f"results/data/raw/{name}"
 
 
@@ -96,7 +113,11 @@ def detection_input():
 
 def classification_input():
     source = config["data"]["classification"]["source"]
-    return "results/data/classification.npz" if source == "synthetic" else raw_dataset(source)
+    return (
+        "results/data/classification.npz"
+        if source == "synthetic"
+        else raw_dataset(source)
+    )
 
 
 # Each stage's .smk registers its final outputs here with `register_targets(...)`;
@@ -110,7 +131,11 @@ def register_targets(*paths):
 
 def report_claims(wildcards):
     """Claims files the stages registered (input of rule report)."""
-    return sorted(t for t in STAGE_TARGETS if t.startswith("results/claims/") and t.endswith(".json"))
+    return sorted(
+        t
+        for t in STAGE_TARGETS
+        if t.startswith("results/claims/") and t.endswith(".json")
+    )
 
 
 def report_figures(wildcards):

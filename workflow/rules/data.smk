@@ -4,19 +4,19 @@
 rule synth_videos:
     output:
         directory("results/data/videos"),
-    params:
-        cfg=as_json(config["data"]["videos"]),
-        seed=SEED,
     log:
         "results/logs/data/videos.log",
     benchmark:
         "results/benchmarks/data/videos.tsv"
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../../envs/data.yaml"
+    params:
+        cfg=as_json(config["data"]["videos"]),
+        seed=SEED,
     shell:
         "python -m repro.data videos --config {params.cfg:q} --seed {params.seed} --threads {threads}"
         " --out {output} > {log} 2>&1"
@@ -25,19 +25,19 @@ rule synth_videos:
 rule synth_detection:
     output:
         directory("results/data/detection"),
-    params:
-        cfg=as_json(config["data"]["detection"]),
-        seed=SEED,
     log:
         "results/logs/data/detection.log",
     benchmark:
         "results/benchmarks/data/detection.tsv"
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../../envs/data.yaml"
+    params:
+        cfg=as_json(config["data"]["detection"]),
+        seed=SEED,
     shell:
         "python -m repro.data detection --config {params.cfg:q} --seed {params.seed} --threads {threads}"
         " --out {output} > {log} 2>&1"
@@ -46,19 +46,19 @@ rule synth_detection:
 rule synth_mixtures:
     output:
         directory("results/data/mixtures"),
-    params:
-        cfg=as_json(config["data"]["mixtures"]),
-        seed=SEED,
     log:
         "results/logs/data/mixtures.log",
     benchmark:
         "results/benchmarks/data/mixtures.tsv"
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../../envs/data.yaml"
+    params:
+        cfg=as_json(config["data"]["mixtures"]),
+        seed=SEED,
     shell:
         "python -m repro.data mixtures --config {params.cfg:q} --seed {params.seed} --threads {threads}"
         " --out {output} > {log} 2>&1"
@@ -67,19 +67,19 @@ rule synth_mixtures:
 rule digits:
     output:
         "results/data/digits.npz",
-    params:
-        cfg=as_json(config["data"]["digits"]),
-        seed=SEED,
     log:
         "results/logs/data/digits.log",
     benchmark:
         "results/benchmarks/data/digits.tsv"
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../../envs/data.yaml"
+    params:
+        cfg=as_json(config["data"]["digits"]),
+        seed=SEED,
     shell:
         "python -m repro.data digits --config {params.cfg:q} --seed {params.seed} --threads {threads}"
         " --out {output} > {log} 2>&1"
@@ -88,19 +88,19 @@ rule digits:
 rule synth_classification:
     output:
         "results/data/classification.npz",
-    params:
-        cfg=as_json(config["data"]["classification"]),
-        seed=SEED,
     log:
         "results/logs/data/classification.log",
     benchmark:
         "results/benchmarks/data/classification.tsv"
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/data.yaml"
+    params:
+        cfg=as_json(config["data"]["classification"]),
+        seed=SEED,
     shell:
         "python -m repro.data classification --config {params.cfg:q} --seed {params.seed}"
         " --threads {threads} --out {output} > {log} 2>&1"
@@ -109,22 +109,22 @@ rule synth_classification:
 rule download:
     output:
         directory("results/data/raw/{dataset}"),
-    params:
-        spec=lambda wc: as_json(config["downloads"][wc.dataset]),
-        cache=lambda wc: f"results/downloads/{wc.dataset}",  # partial/verified archives (kept on failure)
     log:
         "results/logs/data/download_{dataset}.log",
     benchmark:
         "results/benchmarks/data/download_{dataset}.tsv"
     wildcard_constraints:
         dataset="|".join(DOWNLOADS) or "__none__",
-    threads: 1
     retries: 2
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=720,
-    conda:
-        "../../envs/data.yaml"
+    params:
+        spec=lambda wc: as_json(config["downloads"][wc.dataset]),
+        cache=lambda wc: f"results/downloads/{wc.dataset}",  # partial/verified archives (kept on failure)
     shell:
         "python -m repro.data download --config {params.spec:q} --out {output}"
         " --cache {params.cache} > {log} 2>&1"

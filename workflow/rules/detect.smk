@@ -26,25 +26,25 @@ rule detect_train:
         steps="results/detect/{model}/s{seed}/train_log.csv",
         detections="results/detect/{model}/s{seed}/detections.json",
         proposals="results/detect/{model}/s{seed}/proposals.json",
-    params:
-        cfg=as_json(DETECT_CLI),
-        seed=lambda wc: wc.seed,
-        ckpt=lambda wc: f"results/checkpoints/detect/{wc.model}_s{wc.seed}",
-    wildcard_constraints:
-        model=DETECT_MODELS,
-        seed=r"\d+",
     log:
         "results/logs/detect/train_{model}_s{seed}.log",
     benchmark:
         "results/benchmarks/detect/train_{model}_s{seed}.tsv"
+    wildcard_constraints:
+        model=DETECT_MODELS,
+        seed=r"\d+",
+    conda:
+        "../../envs/torch.yaml"
     threads: DETECT_THREADS
     resources:
         mem_mb=48000 if DETECT_FULL else 4000,
         runtime=2880 if DETECT_FULL else 60,
         gpu=GPUS_PER_JOB,
         cpus_per_task=ddp_cpus,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        cfg=as_json(DETECT_CLI),
+        seed=lambda wc: wc.seed,
+        ckpt=lambda wc: f"results/checkpoints/detect/{wc.model}_s{wc.seed}",
     shell:
         ddp_shell(
             "repro.detect train --model {wildcards.model} --config {params.cfg:q} --seed {params.seed}"
@@ -57,7 +57,9 @@ rule detect_train:
 rule detect_fpn_coco:
     input:
         metrics=expand(
-            "results/detect/{model}/s{seed}/metrics.json", model=DETECT["models"], seed=DETECT["seeds"]
+            "results/detect/{model}/s{seed}/metrics.json",
+            model=DETECT["models"],
+            seed=DETECT["seeds"],
         ),
     output:
         summary="results/fpn_coco.json",
@@ -68,18 +70,18 @@ rule detect_fpn_coco:
             category="Detection (FPN)",
             labels={"figure": "Tables 1 and 3"},
         ),
-    params:
-        cfg=as_json(DETECT_CLI),
     log:
         "results/logs/detect/fpn_coco.log",
     benchmark:
         "results/benchmarks/detect/fpn_coco.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        cfg=as_json(DETECT_CLI),
     shell:
         "python -m repro.detect aggregate --config {params.cfg:q} --threads {threads} --in {input.metrics}"
         " --out {output.summary} --claims {output.claims} --figure {output.figure} > {log} 2>&1"
@@ -98,26 +100,26 @@ rule detect_transfer:
         steps="results/detect/transfer/{arm}/s{seed}/train_log.csv",
         detections="results/detect/transfer/{arm}/s{seed}/detections.json",
         proposals="results/detect/transfer/{arm}/s{seed}/proposals.json",
-    params:
-        cfg=as_json(DETECT_CLI),
-        seed=lambda wc: wc.seed,
-        model=DETECT["transfer"]["model"],
-        ckpt=lambda wc: f"results/checkpoints/detect/transfer_{wc.arm}_s{wc.seed}",
-    wildcard_constraints:
-        arm=r"[a-z0-9_]+",
-        seed=r"\d+",
     log:
         "results/logs/detect/transfer_{arm}_s{seed}.log",
     benchmark:
         "results/benchmarks/detect/transfer_{arm}_s{seed}.tsv"
+    wildcard_constraints:
+        arm=r"[a-z0-9_]+",
+        seed=r"\d+",
+    conda:
+        "../../envs/torch.yaml"
     threads: DETECT_THREADS
     resources:
         mem_mb=48000 if DETECT_FULL else 4000,
         runtime=2880 if DETECT_FULL else 60,
         gpu=GPUS_PER_JOB,
         cpus_per_task=ddp_cpus,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        cfg=as_json(DETECT_CLI),
+        seed=lambda wc: wc.seed,
+        model=DETECT["transfer"]["model"],
+        ckpt=lambda wc: f"results/checkpoints/detect/transfer_{wc.arm}_s{wc.seed}",
     shell:
         ddp_shell(
             "repro.detect train --transfer --arm {wildcards.arm} --model {params.model}"
@@ -138,18 +140,18 @@ rule detect_ti_transfer:
     output:
         summary="results/ti_transfer.json",
         claims="results/claims/ti_transfer.json",
-    params:
-        cfg=as_json(DETECT_CLI),
     log:
         "results/logs/detect/ti_transfer.log",
     benchmark:
         "results/benchmarks/detect/ti_transfer.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        cfg=as_json(DETECT_CLI),
     shell:
         "python -m repro.detect transfer-aggregate --config {params.cfg:q} --threads {threads}"
         " --in {input.metrics} --out {output.summary} --claims {output.claims} > {log} 2>&1"

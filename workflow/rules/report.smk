@@ -13,21 +13,21 @@ rule report:
             caption="../report/report_page.rst",
             category="Report",
         ),
+    log:
+        "results/logs/report/report.log",
+    benchmark:
+        "results/benchmarks/report/report.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         # the config (hashed into the provenance) without gpus_per_job: how many GPUs ran a training job
         # is a launch setting like --cores, and leaving it out keeps existing reports up to date
         cfg=as_json({k: v for k, v in config.items() if k != "gpus_per_job"}),
         benchmarks="results/benchmarks",
-    log:
-        "results/logs/report/report.log",
-    benchmark:
-        "results/benchmarks/report/report.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../../envs/torch.yaml"
     shell:
         "python -m repro.report --config {params.cfg:q} --claims {input.claims} --figures {input.figures}"
         " --benchmarks {params.benchmarks} --out-csv {output.csv} --out-html {output.html} > {log} 2>&1"

@@ -48,7 +48,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models.resnet import BasicBlock, ResNet, resnet50 as _tv_resnet50
+from torchvision.models.resnet import BasicBlock, ResNet
+from torchvision.models.resnet import resnet50 as _tv_resnet50
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")  # C2, C3, C4, C5

@@ -30,7 +30,6 @@ from repro.common.cli import add_common_args
 from repro.common.config import check_config
 from repro.detect.config import RULE_KEYS, resolve_config
 
-
 # Config keys that change how a run is carried out but not its numbers: a checkpoint made under other
 # values of these is still this run's.
 NOT_SHAPING_RUN = ("checkpoint_every", "num_workers", "cache_images", "eval_batch_size", "models", "seeds",

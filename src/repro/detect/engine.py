@@ -30,7 +30,6 @@ from repro.common.errors import NonFiniteLossError
 from repro.common.io import atomic_write_bytes
 from repro.detect.models import set_sampling_keys
 
-
 __all__ = ["NonFiniteLossError", "evaluate_model", "infer", "lr_at", "train", "write_train_log"]
 
 

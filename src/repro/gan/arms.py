@@ -43,7 +43,6 @@ from torch import nn
 
 from repro.common.distributed import DistInfo, unwrap, wrap_model
 from repro.gan import losses
-from repro.gan.optim import Adam
 from repro.gan.models import (
     DCGANDiscriminator,
     DCGANEncoder,
@@ -53,6 +52,7 @@ from repro.gan.models import (
     MLPEncoder,
     generator_index,
 )
+from repro.gan.optim import Adam
 
 ARMS = ("gan", "reggan", "reggan_sum", "mdgan", "mgan", "mgan_beta0")
 

@@ -132,7 +132,7 @@ def _train_ranked(args: argparse.Namespace, dist_info, device) -> int:
     from repro.common.checkpoint import RunCheckpoint, run_identity
     from repro.gan.arms import build_arm, check_world_size, generate
     from repro.gan.config import experiment_config, stage_config
-    from repro.gan.data import MIXTURE_DATASETS, STACKED_BASE, load_images, load_mixture, to_unit_range
+    from repro.gan.data import MIXTURE_DATASETS, STACKED_BASE, load_images, load_mixture
     from repro.gan.engine import NonFiniteLossError, train
     from repro.gan.metrics import image_metrics, mixture_metrics, stacked_metrics
 
@@ -277,8 +277,8 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 
 def cmd_claims(args: argparse.Namespace) -> int:
     from repro.common.claims import write_claims
-    from repro.gan.config import stage_config
     from repro.gan.claims import claim_rows
+    from repro.gan.config import stage_config
 
     cfg = stage_config(args.config)
     summaries = {}

@@ -43,10 +43,10 @@ KIND_NAMES = {KIND_INTRA: "intra", KIND_INTER: "inter", KIND_TRANSITIVE: "transi
 
 
 # ----------------------------------------------------------------------------- stage 1: parents
-def kmeans_pp_init(x, k: int, gen) -> "torch.Tensor":
+def kmeans_pp_init(x, k: int, gen):
     """k-means++ seeding (Arthur & Vassilvitskii 2007) on unit rows ``x`` [n,d] (torch), with the
     cosine distance 1 - x.c as the distance: the first centre uniformly, each next one with
-    probability proportional to the squared distance to the nearest chosen centre.  [k, d]."""
+    probability proportional to the squared distance to the nearest chosen centre.  Returns [k, d] (torch)."""
     import torch
 
     n = x.shape[0]

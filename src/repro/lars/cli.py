@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from repro.common.cli import add_common_args
 from repro.common.claims import write_claims
+from repro.common.cli import add_common_args
 from repro.common.io import atomic_write_json, read_json
 from repro.common.provenance import now_iso, provenance_record, write_provenance
 from repro.common.runtime import configure_threads, seed_everything
@@ -56,8 +56,8 @@ def _device(name: str) -> Any:
 def _cell(args: argparse.Namespace) -> int:
     from repro.common.checkpoint import RunCheckpoint, run_identity
     from repro.common.distributed import barrier, distributed
-    from repro.lars.study import NOT_SHAPING_RUN
     from repro.lars.data import load_classification, prepare
+    from repro.lars.study import NOT_SHAPING_RUN
 
     cfg = args.config
     if args.batch < 1 or args.epochs < 1:

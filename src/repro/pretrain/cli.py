@@ -118,9 +118,9 @@ def cmd_train(args: argparse.Namespace) -> dict:
 
 def _train_ranked(args: argparse.Namespace, dist_info, device) -> dict:
     """Train on every rank (one process: the only one), write the outputs on rank 0."""
-    import torch
-
     from dataclasses import replace
+
+    import torch
 
     from repro.common.checkpoint import RunCheckpoint, run_identity
     from repro.common.distributed import wrap_model

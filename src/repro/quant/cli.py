@@ -53,7 +53,6 @@ def _device(name: str):
 
 
 def _sweep_net(model, optimizer, data, cfg, masks, *, seed, tag, inits, log):
-    import numpy as np
 
     from repro.quant.coding import CodeCost
     from repro.quant.engine import evaluate, flat_values, make_layout
