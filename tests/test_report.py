@@ -35,7 +35,8 @@ def fixture_run(tmp_path: Path) -> Path:
     write_claims(claims / "fpnfix.json", [
         _row("fix_fpn_ap"),
         _row("fix_fpn_aps", verdict="fails", ours_mean=-0.02, ours_ci95=[-0.05, 0.01]),
-        _row("fix_missing", ours_mean=None, ours_ci95=None, n_seeds=0, verdict="inconclusive", paper_value=None),
+        _row("fix_missing", ours_mean=None, ours_ci95=None, n_seeds=2, verdict="inconclusive", paper_value=None),
+        _row("fix_full_only", ours_mean=None, ours_ci95=None, n_seeds=0, verdict="inconclusive", paper_value=None),
     ])
     write_claims(claims / "larsfix.json", [
         _row("fix_lars", paper="1708.03888", metric="top-1 accuracy", paper_value=58.2, ours_mean=0.7, ours_ci95=None, n_seeds=1, verdict="inconclusive"),
@@ -66,6 +67,8 @@ def test_report_builds_from_fixture_claims(fixture_run: Path) -> None:
     for claim_id in ("fix_fpn_ap", "fix_fpn_aps", "fix_missing", "fix_lars"):
         assert claim_id in page and claim_id in set(table["claim_id"])
     assert "missing value" in page  # a claim with no number shows as such
+    status = dict(zip(table["claim_id"], table["status"]))
+    assert status["fix_missing"] == "missing value" and status["fix_full_only"] == NOT_RUN  # no run: a note
     assert "12.5" in page  # wall time per stage from the benchmark TSV
     assert re.search(r"<td>1612\.03144|>1612\.03144<", page)
     summary = page.split("<h2>Summary</h2>")[1].split("</table>")[0]

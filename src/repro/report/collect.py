@@ -38,7 +38,9 @@ def collect_claims(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
         stage = Path(path).stem
         for row in read_claims(path):
             ref = refs.get(row["claim_id"], {})
-            status = "measured" if row["ours_mean"] is not None else "missing value"
+            # a row no experiment stands behind at this scale (no value, no seed) is a note, not a verdict
+            status = ("measured" if row["ours_mean"] is not None
+                      else NOT_RUN if not row["n_seeds"] else "missing value")
             rows.append({"stage": stage, **row, "where": ref.get("where", ""), "unit": ref.get("unit", ""), "status": status})
             seen.add(row["claim_id"])
     for claim_id, ref in refs.items():
