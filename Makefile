@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(abspath $(VENV))/bin
 CORES  ?= all
 
-.PHONY: run test lint smoke bench report clean-results
+.PHONY: run test test-fast lint smoke bench report clean-results
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ run: $(VENV)/.installed
 ## test: make the venv if missing and run the test suite (includes an end-to-end smoke run)
 test: $(VENV)/.installed
 	PATH=$(BIN):$$PATH OMP_NUM_THREADS=1 $(BIN)/python -m pytest
+
+## test-fast: the unit tests alone (no end-to-end DAG, SLURM, torchrun or kill-and-rerun runs), ~2 min
+test-fast: $(VENV)/.installed
+	PATH=$(BIN):$$PATH OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "not slow"
 
 ## lint: pyflakes-level errors and import order (ruff), Snakemake formatting (snakefmt); CI runs it
 lint: $(VENV)/.installed

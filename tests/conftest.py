@@ -53,3 +53,11 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
         pytest.fail(f"smoke run failed:\n{proc.stderr[-4000:]}\n{logs[-6000:]}")
     return workdir
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that need the smoke DAG (the ``smoke_run`` fixture) are end-to-end runs: mark them ``slow``,
+    so ``make test-fast`` (``pytest -m "not slow"``) leaves them to ``make test`` and CI."""
+    for item in items:
+        if "smoke_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

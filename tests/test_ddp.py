@@ -37,6 +37,8 @@ from test_lars_study import _arrays  # noqa: E402
 RTOL = 1e-5  # relative tolerance on losses/metrics between 1 and 2 ranks (float32 reduction order)
 WEIGHT_ATOL = 1e-5  # absolute tolerance on final weights (observed <= 5e-7 after 4 detector steps)
 
+pytestmark = pytest.mark.slow  # 1-vs-2-process runs under torchrun: `make test`, not `make test-fast`
+
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}

@@ -39,6 +39,8 @@ from test_quant_pipeline import _fake_digits, _tiny_config  # noqa: E402
 # keys whose values are wall-clock measurements or provenance, not results (and any key ending in "_s")
 VOLATILE = {"provenance", "timings", "seconds", "cpu_seconds", "train_seconds", "infer_s_per_img", "threads"}
 
+pytestmark = pytest.mark.slow  # processes killed and rerun: `make test`, not `make test-fast`
+
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
