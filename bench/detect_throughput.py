@@ -385,12 +385,12 @@ def run(*, model_name: str = "fpn", steps: int = 4, rounds: int = 8, n_train: in
         row(f"detect: inference time per image ({model_name})", ours=inf_ours, reference=inf_ref, unit="s/image",
             reference_name="torchvision FasterRCNN forward in eval mode, same proposals to the box head",
             goal_on="ratio", goal_op="<=", goal=GOAL_INFER_RATIO, device=str(dev),
-            goal_text=f"ratio <= {GOAL_INFER_RATIO} (ours; issue 11 sets none)",
+            goal_text=f"ratio <= {GOAL_INFER_RATIO} (ours; no goal was set)",
             details={**common, "images": n_inf, "box_proposals_test": cfg["box_proposals_test"]}),
         row("detect: RoIAlign backward (C4 pooler shapes)", ours=roi_ours, reference=roi_ref, unit="s/call",
             reference_name="torchvision CPU kernel _roi_align_backward, same gradient and boxes",
             goal_on="ratio", goal_op="<=", goal=GOAL_ROI_ALIGN_BACKWARD_RATIO,
-            goal_text=f"ratio <= {GOAL_ROI_ALIGN_BACKWARD_RATIO} (ours; issue 11 sets none)", device="cpu",
+            goal_text=f"ratio <= {GOAL_ROI_ALIGN_BACKWARD_RATIO} (ours; no goal was set)", device="cpu",
             details={**roi_details, "threads": threads, "clock": "wall, best of rounds"}),
     ]
 

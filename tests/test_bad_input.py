@@ -1,4 +1,4 @@
-"""Bad input, nothing lost (issue 10 part 4), for the training stages' CLIs.
+"""Bad input, nothing lost, for the training stages' CLIs.
 
 For each stage: a missing input, a truncated/corrupt input file, a wrong-shaped array and a bad
 config value fail with an error that names the bad thing, *before* training starts (no checkpoint

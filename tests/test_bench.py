@@ -1,4 +1,4 @@
-"""The benchmark entry point (issue 11) runs a tiny subset and writes valid JSON rows and a figure.
+"""The benchmark entry point runs a tiny subset and writes valid JSON rows and a figure.
 
 Performance goals are checked by ``python -m bench`` itself, never here: these tests only check the
 plumbing (rows, goals, merging, the TSV reader), with sizes that take seconds.

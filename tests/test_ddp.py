@@ -1,4 +1,4 @@
-"""Multi-process training (DDP, issue 10 part 2): 2 gloo ranks on CPU train what 1 process trains.
+"""Multi-process training (DDP): 2 gloo ranks on CPU train what 1 process trains.
 
 Each training entry point is run once as 1 process and once under ``torchrun --standalone
 --nproc_per_node=2`` on the same *global* batch and seed; final weights / metrics must agree within

@@ -1,4 +1,4 @@
-"""Determinism (issue 10, item 5): the smoke DAG run twice with the same seed gives identical claims on CPU.
+"""Determinism: the smoke DAG run twice with the same seed gives identical claims on CPU.
 
 The session's ``smoke_run`` is the first run; this test runs the whole smoke DAG a second time in a
 fresh work folder (its own data synthesis included) and compares every ``results/claims/<stage>.json``

@@ -1,4 +1,4 @@
-"""Resume after kill (issue 10 part 3): each long training rule's CLI (lars cell, detect train, quant run,
+"""Resume after kill: each long training rule's CLI (lars cell, detect train, quant run,
 gan train, pretrain train) is started as a process with a checkpoint folder, SIGKILLed mid-training (once a checkpoint of an unfinished run exists), and rerun
 with the same command. The rerun must say "resumed from step N" with 0 < N < total (so only the
 remaining steps run; where the stage prints a progress bar, it starts at N) and its final weights and

@@ -58,7 +58,7 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
             *, prog: str | None = None) -> int:
     """Run a stage's ``main(argv)`` and turn its failures into one line on stderr and an exit code.
 
-    Bad input (:data:`EXPECTED_ERRORS`, download errors) exits 2, a non-finite loss 3, Ctrl-C 130, each
+    Bad input (:data:`EXPECTED_ERRORS`, :class:`~repro.common.errors.InputError`) exits 2, a non-finite loss 3, Ctrl-C 130, each
     with one line naming the problem. ``--debug`` anywhere in ``argv`` (or ``REPRO_DEBUG=1``) is
     removed before ``main`` sees it and makes these errors show their traceback; any other exception
     is a bug and always does.
@@ -68,7 +68,7 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
     import traceback
     import urllib.error
 
-    from repro.common.errors import NonFiniteLossError
+    from repro.common.errors import InputError, NonFiniteLossError
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("REPRO_DEBUG", "") not in ("", "0")
@@ -90,10 +90,6 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
         return fail(EXIT_INTERRUPTED, exc or KeyboardInterrupt("interrupted"))
     except (NonFiniteLossError, FloatingPointError) as exc:
         return fail(EXIT_NON_FINITE, exc)
-    except EXPECTED_ERRORS + (urllib.error.URLError,) as exc:
+    except EXPECTED_ERRORS + (InputError, urllib.error.URLError) as exc:
         return fail(EXIT_BAD_INPUT, exc)
-    except Exception as exc:  # noqa: BLE001 - downloads' own errors are bad input too; the rest are bugs
-        if type(exc).__module__ == "repro.data.download":
-            return fail(EXIT_BAD_INPUT, exc)
-        raise
     return EXIT_OK if rc is None else int(rc)

@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 
 
-def read_npz(path: str | os.PathLike, keys: tuple[str, ...], *, what: str = "data") -> dict[str, np.ndarray]:
-    """The arrays ``keys`` of ``path`` (no pickles), loaded into memory.
+def read_npz(path: str | os.PathLike, keys: tuple[str, ...], *, what: str = "data",
+             all_arrays: bool = False) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` of ``path`` (no pickles; with ``all_arrays`` every array it holds, ``keys``
+    required), loaded into memory.
 
     FileNotFoundError "<what> not found: <path>" when it is absent; ValueError naming the file when it
     is not a readable npz (a truncated download or a corrupt file: numpy would otherwise raise a bare
@@ -21,7 +23,7 @@ def read_npz(path: str | os.PathLike, keys: tuple[str, ...], *, what: str = "dat
         raise FileNotFoundError(f"{what} not found: {path}")
     try:
         with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in keys if k in f.files}
+            arrays = {k: f[k] for k in (f.files if all_arrays else keys) if k in f.files}
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise ValueError(f"{path}: not a readable .npz file (truncated or corrupt?): {exc}") from exc
     missing = [k for k in keys if k not in arrays]

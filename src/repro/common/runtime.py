@@ -1,6 +1,6 @@
 """Seeding and thread control.
 
-Two 2-thread torch jobs on 2 cores run 20-120x slower than one (shared/notes/cpu-and-packages.md),
+Two 2-thread torch jobs on 2 cores run 20-120x slower than one (oversubscribed OpenMP threads),
 so every stage sets torch's thread count from the rule's ``threads`` before any tensor work.
 """
 

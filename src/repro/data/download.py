@@ -31,6 +31,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from repro.common.errors import InputError
+
 __all__ = [
     "ChecksumError",
     "DownloadError",
@@ -48,7 +50,7 @@ MARKER = ".download.json"  # summary written inside a finished out_dir
 USER_AGENT = "repro-downloader/1.0 (+urllib)"
 
 
-class DownloadError(RuntimeError):
+class DownloadError(RuntimeError, InputError):
     """A file could not be fetched (after all retries) or a spec is unusable."""
 
 

@@ -1,6 +1,6 @@
 """Bottom-up backbones C2..C5 (FPN, arXiv 1612.03144, Sec. 3 "Bottom-up pathway").
 
-The public contract with the pretraining stage (Transitive Invariance, issue 4) is
+The public contract with the pretraining stage (Transitive Invariance) is
 :func:`tiny_resnet`: that stage imports it, trains it and saves ``module.state_dict()``; this stage
 loads the file unchanged (``weights_only=True``, ``strict=True``) with :func:`load_backbone_weights`
 before building a detector, so every layer of the pretrained net starts the detector.
@@ -35,7 +35,7 @@ Input convention: the detector feeds RGB in [0, 1] normalised with torchvision's
 stage should feed its patches the same way, so the transferred first layers see the same statistics.
 
 The stem is a 3x3 stride-2 conv (not ResNet's 7x7) because the default scale uses 256-px images and
-32-px patches (shared/papers/papers_fpn.md, Sec. 3: TinyResNet).  :func:`resnet50` is the paper's
+32-px patches (a small ResNet: TinyResNet).  :func:`resnet50` is the paper's
 ResNet-50 for full scale (torchvision's, ImageNet-initialised from a local file).
 """
 

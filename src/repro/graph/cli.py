@@ -64,9 +64,7 @@ def _savez(path: str | Path, **arrays: np.ndarray) -> None:
 
 def _load_npz(path: str | Path, keys: tuple[str, ...], what: str) -> dict[str, np.ndarray]:
     """All arrays of an ``.npz`` input, ``keys`` required; errors name the file (missing, truncated)."""
-    arrays = read_npz(path, keys, what=what)  # a missing, truncated or incomplete file is named
-    with np.load(path, allow_pickle=False) as z:
-        return {**arrays, **{k: z[k] for k in z.files if k not in arrays}}
+    return read_npz(path, keys, what=what, all_arrays=True)
 
 
 def _device(cfg: dict) -> str:

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from repro.common.npz import open_npy
+
 __all__ = ["ARMS", "EvalSet", "PairSet", "PatchBank", "arm_graph_variant", "load_nodes", "load_pairs", "load_patches",
            "detection_crops", "mined_crops", "select_pairs", "voc_crops"]
 
@@ -65,13 +67,7 @@ def check_arm(arm: str) -> str:
 
 def load_patches(path: str | os.PathLike) -> np.ndarray:
     """``patches.npy`` memory-mapped: uint8 [N, 3, S, S]; a clear error names a wrong file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"patches: missing file {os.fspath(path)!r}")
-    try:
-        x = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, EOFError, ValueError) as exc:
-        raise ValueError(f"patches {os.fspath(path)!r}: not a readable .npy file (truncated or corrupt?): {exc}") from exc
+    x = open_npy(path, what="patches")
     if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != x.shape[3] or x.dtype != np.uint8:
         raise ValueError(f"patches {os.fspath(path)!r}: expected uint8 [N,3,S,S], got {x.dtype} {tuple(x.shape)}")
     return x

@@ -1,7 +1,7 @@
 """Evaluation without detection: linear probe and kNN accuracy on frozen pooled features.
 
 The paper evaluates its pretraining only by fine-tuning detectors (Tables 1-4; the detection stage
-does that here). These two cheap read-outs of the frozen backbone are ours (issue 4): features are the
+does that here). These two cheap read-outs of the frozen backbone are ours: features are the
 backbone's globally average-pooled C5 in eval mode, standardised with the training fold's mean/std;
 the probe is scikit-learn's multinomial ``LogisticRegression`` (L2, ``C``), kNN is a majority vote of
 the ``k`` nearest training crops by cosine distance. Crops are split so that train and test never
