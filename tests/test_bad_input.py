@@ -172,7 +172,7 @@ def detect(tmp_path: Path):
         o = tmp_path / out
         return main(["train", "--model", model, "--config", json.dumps({**DETECT_TINY, **(cfg_over or {})}),
                      "--seed", "0", "--threads", "1", "--in", str(root), "--out", str(o / "metrics.json"),
-                     "--weights-out", str(o / "model.pt"), "--checkpoint-dir", str(o / "ck"), "--device", "cpu"])
+                     "--weights-out", str(o / "model.pt"), "--checkpoint-dir", str(o / "ck")])
 
     return tmp_path, data, run
 

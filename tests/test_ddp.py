@@ -168,7 +168,7 @@ def test_detect_train_two_ranks_match_one_process(tmp_path: Path) -> None:
         out.mkdir()
         return ["train", "--model", "fpn", "--config", cfg, "--seed", "0", "--threads", "1", "--in", str(data),
                 "--out", str(out / "metrics.json"), "--weights-out", str(out / "model.pt"),
-                "--metrics-csv", str(out / "steps.csv"), "--checkpoint-dir", str(out / "ck"), "--device", "cpu"]
+                "--metrics-csv", str(out / "steps.csv"), "--checkpoint-dir", str(out / "ck")]
 
     assert main(args(tmp_path / "one")) == 0
     _torchrun("repro.detect", args(tmp_path / "two"))

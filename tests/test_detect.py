@@ -17,10 +17,11 @@ from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import roi_pool
 
+from repro.common.config import section_defaults
 from repro.common.paper_values import all_paper_values
 from repro.detect.backbone import STAGES, load_backbone_weights, tiny_resnet
 from repro.detect.claims import FPN_CLAIMS, claim_rows, per_seed_values, transfer_claims
-from repro.detect.config import DEFAULTS, resolve_config
+from repro.detect.config import resolve_config
 from repro.detect.data import StepBatchSampler, hflip_sample
 from repro.detect.engine import lr_at
 from repro.detect.metrics import (
@@ -354,21 +355,18 @@ def test_hflip_mirrors_boxes() -> None:
 
 
 # ---------------------------------------------------------------- config, paper values, claims
-def test_defaults_match_schema_and_config_yaml() -> None:
-    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["properties"]["detect"]
-    props = {k: v for k, v in schema["properties"].items() if k != "threads"}  # threads: the rule's, not the CLI's
-    assert set(props) == set(DEFAULTS)
-    nested = ("transfer", "single_map_rpn")
-    for key, spec in props.items():
-        if key not in nested:
-            assert spec.get("default") == DEFAULTS[key], key
-    for key in nested:
-        assert {k: v["default"] for k, v in props[key]["properties"].items()} == DEFAULTS[key], key
+def test_config_defaults_come_from_the_schema() -> None:
     default = yaml.safe_load((REPO / "config.yaml").read_text())["detect"]
-    default.pop("threads")
-    assert resolve_config(default) == {**DEFAULTS, **default, **{k: {**DEFAULTS[k], **default.get(k, {})}
-                                                                 for k in nested}}
-    with pytest.raises(ValueError, match="unknown keys \\['iteratoins'\\]"):
+    resolved, schema = resolve_config(default), section_defaults("detect")
+    assert "threads" not in resolved and set(resolved) == set(schema) - {"threads"}
+    for key, value in resolved.items():  # config.yaml's value where it sets one, else the schema's default
+        if key != "transfer":
+            assert value == default.get(key, schema[key]), key
+    assert resolved["transfer"] == {**schema["transfer"], **default["transfer"]}
+    partial = resolve_config({"iterations": 7})
+    assert partial["iterations"] == 7 and partial["transfer"]["iterations"] == 400  # the schema's defaults
+    assert resolve_config({"transfer": {"iterations": 9}}, transfer=True)["iterations"] == 9
+    with pytest.raises(ValueError, match="'detect.iteratoins': unknown key"):
         resolve_config({"iteratoins": 3})
 
 

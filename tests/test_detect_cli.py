@@ -19,7 +19,7 @@ from repro.detect.backbone import tiny_resnet
 from repro.detect.cli import main
 
 TINY = {
-    "seeds": [0], "width": 4, "min_size": 64, "max_size": 64, "fpn_channels": 8,
+    "seeds": [0], "device": "cpu", "width": 4, "min_size": 64, "max_size": 64, "fpn_channels": 8,
     "anchor_sizes": [8, 16, 32, 64, 128], "representation_size": 16,
     "rpn_pre_nms_top_n_train": 100, "rpn_post_nms_top_n_train": 20, "rpn_pre_nms_top_n_test": 100,
     "rpn_post_nms_top_n_test": 100, "box_batch_size_per_image": 8, "box_proposals_test": 20,
@@ -60,7 +60,7 @@ def _train(data: Path, out: Path, *, model: str = "fpn", cfg: dict | None = None
     return main(["train", "--model", model, "--config", json.dumps({**TINY, **(cfg or {})}), "--seed", "0",
                  "--threads", "1", "--in", str(data), "--out", str(out / "metrics.json"),
                  "--weights-out", str(out / "model.pt"), "--metrics-csv", str(out / "steps.csv"),
-                 "--checkpoint-dir", str(out / "ckpt"), "--device", "cpu", *extra])
+                 "--checkpoint-dir", str(out / "ckpt"), *extra])
 
 
 @pytest.mark.parametrize("model", ["fpn", "c4", "c5"])

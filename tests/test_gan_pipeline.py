@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from repro.common.claims import read_claims
+from repro.common.cli import run_cli
 from repro.gan.classifier import load_inception
 from repro.gan.cli import main
 from repro.gan.data import load_cifar10, load_mixture, load_mnist
@@ -140,7 +141,7 @@ def _cfg(**exp) -> str:
 
 def _train(data: Path, out: Path, experiment: str, arm: str, cfg: str, extra: list[str] = ()) -> int:
     inp = data / "mixtures" / f"{experiment}.npz" if experiment not in ("digits", "stacked") else data / "digits.npz"
-    return main(["train", "--config", cfg, "--seed", "0", "--threads", "1", "--experiment", experiment, "--arm", arm,
+    return run_cli(main, ["train", "--config", cfg, "--seed", "0", "--threads", "1", "--experiment", experiment, "--arm", arm,
                  "--in", str(inp), *extra, "--out", str(out / f"{arm}.json"), "--samples", str(out / f"{arm}.npz"),
                  "--weights", str(out / f"{arm}.pt"), "--metrics-csv", str(out / f"{arm}.csv"),
                  "--checkpoint-dir", str(out / f"ckpt_{arm}")])
@@ -239,7 +240,7 @@ def test_cli_compositional_mnist_trains_dcgan_on_stacked_mnist(tmp_path: Path) -
 
 
 def test_cli_bad_inputs_name_the_problem(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["train", "--config", _cfg(), "--experiment", "ring8", "--arm", "gan", "--in", str(tmp_path / "nope.npz"),
+    assert run_cli(main, ["train", "--config", _cfg(), "--experiment", "ring8", "--arm", "gan", "--in", str(tmp_path / "nope.npz"),
                  "--out", str(tmp_path / "a.json"), "--samples", str(tmp_path / "a.npz"), "--weights", str(tmp_path / "a.pt"),
                  "--metrics-csv", str(tmp_path / "a.csv")]) == 2
     assert "nope.npz" in capsys.readouterr().err

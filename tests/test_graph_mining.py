@@ -10,8 +10,12 @@ import cv2
 import numpy as np
 import pytest
 
+from repro.common.cli import run_cli
+from repro.common.config import section_defaults
 from repro.graph.cli import main
-from repro.graph.mine import DEFAULTS, kcf_create, mine_video
+from repro.graph.mine import kcf_create, mine_video
+
+DEFAULTS = section_defaults("graph.mine")
 from repro.graph.shards import list_videos, mine_shard, shard_members
 from repro.graph.truth import iou_xywh
 
@@ -191,7 +195,7 @@ def test_cli_end_to_end_tiny(video_dir: Path, tmp_path: Path) -> None:
 
 
 def test_cli_names_a_missing_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["build", "--nodes", str(tmp_path / "nope.npz"), "--features", str(tmp_path / "f.npz"), "--variant", "main",
+    assert run_cli(main, ["build", "--nodes", str(tmp_path / "nope.npz"), "--features", str(tmp_path / "f.npz"), "--variant", "main",
               "--out-graph", str(tmp_path / "g.npz"), "--out-pairs", str(tmp_path / "p.npz"),
               "--out-stats", str(tmp_path / "s.json")]) == 2
     assert "nope.npz" in capsys.readouterr().err
@@ -199,7 +203,7 @@ def test_cli_names_a_missing_input(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def test_bad_mining_config_stops_the_shard(video_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """A config error is an error naming the key, never a shard full of 'corrupt' videos."""
-    rc = main(["mine", "--config", json.dumps({"track_frames": 4, "short_track_frames": 4}), "--videos",
+    rc = run_cli(main, ["mine", "--config", json.dumps({"track_frames": 4, "short_track_frames": 4}), "--videos",
                str(video_dir), "--shard", "0", "--n-shards", "1", "--out", str(tmp_path / "s.npz"),
                "--manifest", str(tmp_path / "s.json")])
     assert rc != 0 and "short_track_frames" in capsys.readouterr().err

@@ -223,7 +223,7 @@ def test_cli_cells_and_aggregate_write_study_figure_and_claims(tmp_path: Path, n
     assert len(result["cells"]) == 9 and all({"lr_ref", "seed", "test_acc"} <= set(r) for r in result["runs"])
     assert all({"chosen_lr", "lr_grid", "n_diverged", "diverged_lrs"} <= set(c) for c in result["cells"])
     assert fig.stat().st_size > 10_000 and (tmp_path / "fig.png.provenance.json").exists()
-    with pytest.raises(SystemExit, match="missing cell results"):
+    with pytest.raises(FileNotFoundError, match="missing cell results"):
         main(["aggregate", "--config", json.dumps(cfg), "--in", str(tmp_path / "none.json"), "--out",
               str(study_json), "--figure", str(fig), "--claims", str(claims)])
 

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from repro.common.cli import run_cli
+from repro.common.config import section_defaults, with_defaults
 from repro.pretrain import cli, engine, losses
 from repro.pretrain.claims import build_claims, summarize
 from repro.pretrain.data import ARMS, select_pairs
@@ -139,7 +141,7 @@ def _train(tmp: Path, arm: str, out: str, *, seed: int = 0, cfg: dict | None = N
         argv += ["--patches", str(patches), "--pairs", str(pairs)]
     if ckpt is not None:
         argv += ["--checkpoint-dir", str(ckpt)]
-    return cli.main(argv)
+    return run_cli(cli.main, argv)
 
 
 def test_every_arm_of_a_seed_starts_from_the_same_weights(tmp_path: Path) -> None:
@@ -217,19 +219,20 @@ def test_bad_inputs_are_named(tmp_path: Path, capsys) -> None:
     argv = ["train", "--config", json.dumps(CFG), "--arm", "intra", "--patches", str(tmp_path / "patches.npy"),
             "--pairs", str(tmp_path / "nope.npz"), "--out-backbone", str(tmp_path / "b.pt"), "--out-net",
             str(tmp_path / "n.pt"), "--out-metrics", str(tmp_path / "m.csv"), "--out-summary", str(tmp_path / "t.json")]
-    assert cli.main(argv) == 2 and "nope.npz" in capsys.readouterr().err
+    assert run_cli(cli.main, argv) == 2 and "nope.npz" in capsys.readouterr().err
     np.save(tmp_path / "bad.npy", np.zeros((4, 32, 32), np.uint8))
     argv[argv.index("--patches") + 1] = str(tmp_path / "bad.npy")
     argv[argv.index("--pairs") + 1] = str(tmp_path / "pairs.npz")
-    assert cli.main(argv) == 2 and "expected uint8 [N,3,S,S]" in capsys.readouterr().err
+    assert run_cli(cli.main, argv) == 2 and "expected uint8 [N,3,S,S]" in capsys.readouterr().err
 
 
 def test_lars_and_schedules() -> None:
     from repro.lars.optim import LARS
 
     p = [torch.nn.Parameter(torch.ones(3))]
-    assert isinstance(engine.make_optimizer(p, {"name": "lars", "lr": 1.0}), LARS)
-    assert isinstance(engine.make_optimizer(p, {"name": "sgd", "lr": 0.1}), torch.optim.SGD)
+    opt = section_defaults("pretrain")["optimizer"]
+    assert isinstance(engine.make_optimizer(p, {**opt, "name": "lars", "lr": 1.0}), LARS)
+    assert isinstance(engine.make_optimizer(p, {**opt, "name": "sgd", "lr": 0.1}), torch.optim.SGD)
     cfg = engine.TrainConfig(steps=10, batch=2, schedule="poly", warmup_steps=2)
     assert engine.lr_factor(0, cfg) == pytest.approx(0.5)  # warm-up ramp (t+1)/W times (1 - 0/10)^2
     assert engine.lr_factor(5, cfg) == pytest.approx(0.25)
@@ -271,7 +274,7 @@ def test_claims_verdicts_follow_the_paired_ci() -> None:
     evals = [_eval(s, {"scratch": (30 + s, 30), "intra": (40 + s, 30 + s), "transitive": (45 + s, 25 - s)})
              for s in range(3)]
     summary = summarize(evals, [{"arm": "intra", "seed": 0, "n_pairs": 10, "steps": 5}], [])
-    rows = {r.claim_id: r for r in build_claims(summary, {"width": 16, "steps": 5, "batch": 4})}
+    rows = {r.claim_id: r for r in build_claims(summary, with_defaults({"steps": 5, "batch": 4}, "pretrain"))}
     assert rows["ti_pretrain_probe_transitive_minus_intra"].verdict == "holds"
     assert rows["ti_pretrain_probe_transitive_minus_intra"].ours_mean == pytest.approx(5.0)
     assert rows["ti_pretrain_probe_transitive_minus_intra"].paper_value == pytest.approx(3.0)  # 63.2 - 60.2

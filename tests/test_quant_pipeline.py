@@ -14,6 +14,7 @@ import torch
 import yaml
 
 from repro.common.claims import read_claims
+from repro.common.cli import run_cli
 from repro.quant.cli import main
 from repro.quant.data import load_cifar10, load_digits_npz, load_mnist
 
@@ -53,7 +54,7 @@ def _run(tmp: Path, data: Path, seed: int, cfg: dict, ckpt: Path | None = None) 
             "--in", str(data), "--out", str(tmp / f"s{seed}.json"), "--weights", str(tmp / f"s{seed}.pt")]
     if ckpt is not None:
         args += ["--checkpoint-dir", str(ckpt)]
-    return main(args)
+    return run_cli(main, args)
 
 
 def test_run_resume_and_aggregate(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
@@ -118,7 +119,7 @@ def test_bad_inputs_fail_with_a_clear_message(tmp_path: Path, capsys: pytest.Cap
     assert _run(tmp_path, bad, 0, cfg) == 2
     assert "expected [n, H, W]" in capsys.readouterr().err
     nan = _fake_digits(tmp_path / "nan.npz", nan=True)
-    assert _run(tmp_path, nan, 0, cfg) == 2
+    assert _run(tmp_path, nan, 0, cfg) == 3  # a diverged run, not bad input
     assert "non-finite training loss" in capsys.readouterr().err
 
 

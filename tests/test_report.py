@@ -100,7 +100,7 @@ def test_claim_paper_labels_are_normalised_to_the_arxiv_id(tmp_path: Path) -> No
 
 
 def test_missing_claims_file_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="nope.json"):
+    with pytest.raises(FileNotFoundError, match="nope.json"):
         main(["--claims", str(tmp_path / "nope.json"), "--out-csv", str(tmp_path / "c.csv"), "--out-html", str(tmp_path / "i.html")])
 
 

@@ -152,7 +152,7 @@ def test_detect_train_killed_and_rerun_equals_uninterrupted(tmp_path: Path) -> N
         out.mkdir(exist_ok=True)
         return ["train", "--model", "fpn", "--config", cfg, "--seed", "0", "--threads", "1", "--in", str(data),
                 "--out", str(out / "metrics.json"), "--weights-out", str(out / "model.pt"),
-                "--metrics-csv", str(out / "steps.csv"), "--checkpoint-dir", str(out / "ck"), "--device", "cpu"]
+                "--metrics-csv", str(out / "steps.csv"), "--checkpoint-dir", str(out / "ck")]
 
     assert main(cmd("clean")) == 0
     killed = [sys.executable, "-m", "repro.detect", *cmd("killed")]

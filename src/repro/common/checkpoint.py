@@ -29,7 +29,6 @@ outputs equal an uninterrupted run's, file by file.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import sys
@@ -37,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from repro.common.io import atomic_write_bytes
+from repro.common.io import atomic_torch_save
 
 LATEST = "latest.pt"
 FINISHED = "finished.pt"
@@ -199,11 +198,7 @@ class RunCheckpoint:
         """Atomically write ``state`` (plus this run's identity) as ``<folder>/latest.pt``."""
         if self.path is None or not self.is_main:
             return
-        import torch
-
-        buf = io.BytesIO()
-        torch.save({**state, IDENTITY: self.key}, buf)
-        atomic_write_bytes(self.path, buf.getvalue())
+        atomic_torch_save(self.path, {**state, IDENTITY: self.key})
 
     def finish(self) -> None:
         """The job's outputs are written: retire the checkpoint to ``finished.pt`` (replacing an older one),

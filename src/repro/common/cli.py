@@ -1,14 +1,20 @@
-"""The arguments every stage CLI shares: ``--config`` (its config section), ``--seed``, ``--threads``.
+"""What every ``python -m repro.<stage>`` shares: its common arguments, its set-up and its runner.
 
-Rules pass the stage's config section as JSON (``--config '{"n": 3}'``) or as a path to a JSON/YAML
-file, and all file paths explicitly; a stage never builds paths of its own.
+* :func:`add_common_args`: ``--config`` (the stage's config section, inline JSON or a JSON/YAML file),
+  ``--seed``, ``--threads``, ``--debug``. Rules pass every file path explicitly; a stage never builds
+  paths of its own.
+* :func:`start`: the first thing a command does (threads, config checked and completed from the schema,
+  seeds, start time).
+* :func:`run_cli`: the exit-code contract (``__main__`` runs ``main`` through it): 0 done, 2 bad input or
+  config (one line naming it), 3 non-finite loss, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +39,40 @@ def parse_config(text: str) -> dict[str, Any]:
     return value
 
 
-def add_common_args(parser: argparse.ArgumentParser, *, seed: bool = True) -> argparse.ArgumentParser:
-    """Add ``--config``, ``--threads`` and (optionally) ``--seed`` to ``parser``."""
+def start(args: argparse.Namespace, sections: str | Sequence[str] | None, *, ignore: Sequence[str] = ()) -> argparse.Namespace:
+    """The set-up every stage command does first, in this order, before any work.
+
+    Pins torch/OpenMP to ``--threads`` (1 for commands without it); checks ``--config`` against the schema ``sections`` and fills in
+    the stage's defaults (:func:`repro.common.config.stage_config`; ``None``: the command reads no config);
+    seeds Python, numpy and torch with ``--seed`` (commands without one: 0); stamps ``args.started``.
+    """
+    from repro.common.config import stage_config
+    from repro.common.provenance import now_iso
+    from repro.common.runtime import configure_threads, seed_everything
+
+    configure_threads(getattr(args, "threads", 1))
+    if sections is not None:
+        args.config = stage_config(args.config, sections, ignore=ignore)
+    seed_everything(getattr(args, "seed", None) or 0)
+    args.started = now_iso()
+    args.t0 = time.perf_counter()
+    return args
+
+
+def done(prog: str, args: argparse.Namespace, summary: Any) -> int:
+    """Log a command's one-line summary with its wall time (stderr: the job log) and return exit code 0."""
+    import sys
+
+    print(f"[{prog} {args.command}] done in {time.perf_counter() - args.t0:.1f}s: {json.dumps(summary, default=str)}",
+          file=sys.stderr, flush=True)
+    return 0
+
+
+def add_common_args(parser: argparse.ArgumentParser, *, seed: bool = True, threads: bool = True) -> argparse.ArgumentParser:
+    """Add ``--config``, ``--debug`` and (optionally) ``--seed`` and ``--threads`` to ``parser``."""
     parser.add_argument("--config", type=parse_config, default={}, help="stage config: inline JSON or a JSON/YAML file")
-    parser.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads (the rule's `threads`)")
+    if threads:
+        parser.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads (the rule's `threads`)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an expected error (run_cli)")
     if seed:
         parser.add_argument("--seed", type=int, default=0, help="random seed")

@@ -30,6 +30,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from repro.common.device import resolve_device
+
 T = TypeVar("T")
 
 __all__ = [
@@ -79,22 +81,7 @@ def dist_env() -> DistInfo:
     return info if info.world_size > 1 else DistInfo()
 
 
-def _pick_device(name: str, info: DistInfo) -> torch.device:
-    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` -> this rank's device (``cuda`` means its local GPU)."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} requested but no CUDA device is available")
-        if device.index is None:
-            device = torch.device("cuda", info.local_rank % torch.cuda.device_count())
-        elif info.enabled:
-            raise ValueError(f"device {name!r} names one GPU, but {info.world_size} ranks run: use 'cuda' or 'auto'")
-    return device
-
-
-def init_distributed(device: str = "auto") -> tuple[DistInfo, torch.device]:
+def init_distributed(device: str = "auto", *, key: str = "device") -> tuple[DistInfo, torch.device]:
     """This process's rank info and device; joins the process group when launched with N > 1 ranks.
 
     ``device`` is the stage's device setting (``auto`` picks this rank's local GPU, else the CPU).
@@ -103,7 +90,7 @@ def init_distributed(device: str = "auto") -> tuple[DistInfo, torch.device]:
     for each other (rank 0 evaluates alone at the end while the others wait at a barrier).
     """
     info = dist_env()
-    dev = _pick_device(device, info)
+    dev = resolve_device(device, key=key, local_rank=info.local_rank, world_size=info.world_size)
     if info.enabled and not dist.is_initialized():
         os.environ.setdefault("MASTER_ADDR", os.environ.get("SLURM_LAUNCH_NODE_IPADDR", "127.0.0.1"))
         os.environ.setdefault("MASTER_PORT", str(20000 + _env_int("SLURM_JOB_ID", 9500) % 20000))
@@ -309,9 +296,9 @@ def cleanup(info: DistInfo) -> None:
 
 
 @contextlib.contextmanager
-def distributed(device: str = "auto") -> Iterator[tuple[DistInfo, torch.device]]:
+def distributed(device: str = "auto", *, key: str = "device") -> Iterator[tuple[DistInfo, torch.device]]:
     """``with distributed(cfg_device) as (info, device): ...``: init, then leave the group on exit."""
-    info, dev = init_distributed(device)
+    info, dev = init_distributed(device, key=key)
     try:
         yield info, dev
     finally:

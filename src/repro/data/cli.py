@@ -7,14 +7,11 @@ full-scale config (checksummed, resumable). Every output gets a provenance recor
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 from pathlib import Path
 from typing import Callable
 
-from repro.common.cli import add_common_args
-from repro.common.provenance import now_iso, write_provenance
-from repro.common.runtime import configure_threads
+from repro.common.cli import add_common_args, done, start
+from repro.common.provenance import write_provenance
 
 
 def _videos(args: argparse.Namespace) -> dict:
@@ -50,9 +47,7 @@ def _classification(args: argparse.Namespace) -> dict:
 def _download(args: argparse.Namespace) -> dict:
     from repro.data.download import download_dataset
 
-    if args.cache is None:
-        raise SystemExit("download: --cache is required (folder for partial and verified downloads)")
-    return download_dataset(args.config, args.out, args.cache, retries=args.retries)
+    return download_dataset(args.config, args.out, args.cache)
 
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], dict], str]] = {
@@ -67,26 +62,19 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], dict], str]] = {
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m repro.data", description=__doc__)
-    sub = parser.add_subparsers(dest="what", required=True)
+    sub = parser.add_subparsers(dest="command", required=True)
     for name, (_, help_text) in COMMANDS.items():
         p = add_common_args(sub.add_parser(name, help=help_text))
         p.add_argument("--out", type=Path, required=True, help="output file or folder (from the rule)")
         if name == "download":
-            p.add_argument("--cache", type=Path, help="folder for partial/verified archives")
-            p.add_argument("--retries", type=int, default=3)
+            p.add_argument("--cache", type=Path, required=True, help="folder for partial and verified archives")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    if args.what != "download":  # a download spec is checked by repro.data.download itself
-        from repro.common.config import check_config
-
-        check_config(args.config, f"data.{args.what}")  # before any work: a bad value is named
-    configure_threads(args.threads)
-    started = now_iso()
-    t0 = time.perf_counter()
-    stats = COMMANDS[args.what][0](args)
-    write_provenance(args.out, args.config, args.seed, started=started, stage=f"data.{args.what}")
-    print(f"[repro.data {args.what}] wrote {args.out} in {time.perf_counter() - t0:.1f}s: {stats}", file=sys.stderr)
-    return 0
+    # a download spec is checked by repro.data.download itself (its own errors name the file)
+    start(args, None if args.command == "download" else f"data.{args.command}")
+    stats = COMMANDS[args.command][0](args)
+    write_provenance(args.out, args.config, args.seed, started=args.started, stage=f"data.{args.command}")
+    return done("repro.data", args, {"out": str(args.out), **stats})

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 
-from repro.common.io import atomic_write_bytes
+from repro.common.io import atomic_savez
 
 
 def stratified_split(y: np.ndarray, test_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -33,7 +32,5 @@ def write_digits(out_path: Path, cfg: dict, seed: int) -> dict:
     x = (d.images / 16.0).astype(np.float32)
     y = d.target.astype(np.int64)
     tr, te = stratified_split(y, float(cfg["test_fraction"]), np.random.default_rng(seed))
-    buf = io.BytesIO()
-    np.savez(buf, x_train=x[tr], y_train=y[tr], x_test=x[te], y_test=y[te])
-    atomic_write_bytes(Path(out_path), buf.getvalue())
+    atomic_savez(out_path, x_train=x[tr], y_train=y[tr], x_test=x[te], y_test=y[te])
     return {"n_train": int(len(tr)), "n_test": int(len(te)), "n_classes": int(len(np.unique(y)))}

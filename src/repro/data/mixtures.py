@@ -9,13 +9,12 @@
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 
 import numpy as np
 
-from repro.common.io import atomic_write_bytes
+from repro.common.io import atomic_savez
 
 MIXTURES: dict[str, dict] = {
     "ring8": {"kind": "ring", "n_modes": 8, "radius": 2.0, "std": math.sqrt(0.02)},
@@ -53,8 +52,6 @@ def write_mixtures(out_dir: Path, cfg: dict, seed: int) -> dict:
     for i, name in enumerate(sorted(MIXTURES)):
         x, labels = sample_mixture(name, n, np.random.default_rng([seed, i]))
         spec = mixture_spec(name)
-        buf = io.BytesIO()
-        np.savez(buf, samples=x, labels=labels, centers=spec["centers"], std=np.float64(spec["std"]))
-        atomic_write_bytes(out_dir / f"{name}.npz", buf.getvalue())
+        atomic_savez(out_dir / f"{name}.npz", samples=x, labels=labels, centers=spec["centers"], std=np.float64(spec["std"]))
         stats[name] = {"n_samples": n, "n_modes": len(spec["centers"]), "std": spec["std"]}
     return stats

@@ -10,13 +10,12 @@ split depends only on ``(seed, split, i)``.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from repro.common.io import atomic_write_bytes
+from repro.common.io import atomic_savez
 from repro.data.shapes import SHAPE_CLASSES, random_colour, shape_mask
 
 SIZE_RANGE = (0.5, 0.9)  # object diameter as a fraction of the image side
@@ -81,8 +80,6 @@ def write_classification(out_path: Path, cfg: dict, seed: int) -> dict:
         raise ValueError(f"n_classes={n_classes} > {len(SHAPE_CLASSES)} shape classes")
     x_tr, y_tr = _make_split(int(cfg["n_train"]), s, n_classes, seed, 0)
     x_te, y_te = _make_split(int(cfg["n_test"]), s, n_classes, seed, 1)
-    buf = io.BytesIO()
-    np.savez(buf, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
-    atomic_write_bytes(Path(out_path), buf.getvalue())
+    atomic_savez(out_path, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
     return {"n_train": len(y_tr), "n_test": len(y_te), "n_classes": n_classes, "image_size": s,
             "classes": SHAPE_CLASSES[:n_classes]}

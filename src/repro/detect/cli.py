@@ -20,38 +20,19 @@ Commands:
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 import time
 from pathlib import Path
 
-from repro.common.cli import add_common_args
-from repro.common.config import check_config
+from repro.common.cli import add_common_args, start
+from repro.common.io import atomic_torch_save
 from repro.detect.config import RULE_KEYS, resolve_config
 
 # Config keys that change how a run is carried out but not its numbers: a checkpoint made under other
 # values of these is still this run's.
-NOT_SHAPING_RUN = ("checkpoint_every", "num_workers", "cache_images", "eval_batch_size", "models", "seeds",
+NOT_SHAPING_RUN = ("checkpoint_every", "device", "num_workers", "cache_images", "eval_batch_size", "models", "seeds",
                    "transfer")
-
-
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def _save_weights(path: Path, state: dict) -> None:
-    import torch
-
-    from repro.common.io import atomic_write_bytes
-
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -62,8 +43,7 @@ def _train(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
     started = now_iso()
     cfg = resolve_config(args.config, transfer=args.transfer)
-    _device(args.device)  # a clear error for a device that is not there, before anything else
-    with distributed(args.device) as (info, device):
+    with distributed(cfg["device"], key="detect.device") as (info, device):
         code = _train_ranked(args, cfg, started, info, device)
         barrier(info)  # the other ranks wait while rank 0 evaluates and writes
     return code
@@ -151,7 +131,7 @@ def _train_ranked(args: argparse.Namespace, cfg: dict, started: str, info, devic
     if args.metrics_csv is not None:
         write_train_log(args.metrics_csv, log_rows)
     if args.weights_out is not None:
-        _save_weights(args.weights_out, model.state_dict())
+        atomic_torch_save(args.weights_out, model.state_dict())
 
     label_to_cat = [0] + val_set.cat_ids
     out = evaluate_model(model, eval_loader(val_set, batch_size=cfg["eval_batch_size"], num_workers=cfg["num_workers"]),
@@ -254,7 +234,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone-weights", type=Path, help="state_dict of the backbone module (TI transfer)")
     p.add_argument("--transfer", action="store_true", help="apply the config's transfer overrides")
     p.add_argument("--arm", default=None, help="pretraining arm label recorded in the metrics")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     sc = add_common_args(sub.add_parser("score", help="recompute a run's metrics from its COCO results files"),
                          seed=False)
     sc.add_argument("--gt", type=Path, required=True, help="the detection dataset folder whose val split was evaluated")
@@ -274,13 +253,9 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    from repro.common.runtime import configure_threads
-
-    configure_threads(args.threads)
-    check_config(args.config, "detect", ignore=RULE_KEYS)  # before any work: a bad value is named
-    check_config(resolve_config(args.config), "detect")
+    start(args, "detect", ignore=RULE_KEYS)  # before any work: a bad config value is named
     if args.command == "train":
-        return _train(args)  # seeds everything first
+        return _train(args)
     if args.command == "score":
         return _score(args)
     return _aggregate(args, transfer=args.command == "transfer-aggregate")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.common.claims import ClaimRow, ci95
-from repro.common.io import read_json
+from repro.common.io import atomic_savefig, read_json
 from repro.common.paper_values import all_paper_values
 from repro.common.provenance import provenance_record
 from repro.detect.claims import ARM_PAPER_ROW, FPN_CLAIMS, claim_rows, transfer_claims
@@ -231,6 +231,4 @@ def plot_fpn(summary: dict[str, Any], path: Path) -> None:
     axes[0].set_ylabel("fraction (bars: ours, mean of seeds; diamonds: paper)")
     axes[1].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    atomic_savefig(fig, path, dpi=110)

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro.common.io import atomic_write_bytes
+from repro.common.io import atomic_torch_save
 from repro.gan.optim import Adam
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -143,9 +142,7 @@ def load_inception(weights: str | Path | None) -> InceptionNet:
 
 def save_scorer(path: str | Path, model: nn.Module | None, info: dict[str, Any]) -> None:
     """One file: ``{"kind", "dataset", "state_dict" (None for Inception), "train_marginal", …}``."""
-    buf = io.BytesIO()
-    torch.save({**info, "state_dict": None if model is None else model.state_dict()}, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_torch_save(path, {**info, "state_dict": None if model is None else model.state_dict()})
 
 
 def load_scorer(path: str | Path, *, inception_weights: str | None = None) -> tuple[nn.Module, dict[str, Any]]:

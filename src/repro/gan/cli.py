@@ -26,24 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from repro.common.cli import add_common_args
-from repro.common.io import atomic_write_bytes, atomic_write_json
-from repro.common.provenance import now_iso, provenance_record
-from repro.common.runtime import configure_threads, seed_everything
+from repro.common.cli import add_common_args, start
+from repro.common.device import resolve_device
+from repro.common.io import atomic_savez, atomic_torch_save, atomic_write_bytes, atomic_write_json
+from repro.common.provenance import provenance_record
 
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def resolve_device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit(f"config key 'gan.device' = {name!r} but no CUDA device is available")
-    return torch.device(name)
 
 
 # --------------------------------------------------------------------------- scorer
@@ -57,10 +47,9 @@ def cmd_scorer(args: argparse.Namespace) -> int:
     from repro.gan.data import load_images, to_unit_range
     from repro.gan.metrics import inception_score
 
-    started = now_iso()
     cfg = stage_config(args.config)
     exp = experiment_config(cfg, args.experiment)
-    device = resolve_device(cfg["device"])
+    device = resolve_device(cfg["device"], key="gan.device")
     data = load_images(args.experiment, args.inp)
     x_tr = torch.from_numpy(to_unit_range(data.x_train))
     y_tr = torch.from_numpy(data.y_train)
@@ -93,7 +82,7 @@ def cmd_scorer(args: argparse.Namespace) -> int:
     save_scorer(args.out, save_model, info)
     summary = {k: v for k, v in info.items() if k not in ("train_marginal",)}
     summary.update(train_marginal=train_marginal.tolist() if len(train_marginal) <= 10 else None,
-                   seconds=time.perf_counter() - t0, provenance=provenance_record(args.config, args.seed, started=started, stage="gan"))
+                   seconds=time.perf_counter() - t0, provenance=provenance_record(args.config, args.seed, started=args.started, stage="gan"))
     atomic_write_json(args.metrics, summary)
     _log(f"real test-set IS under the scorer: {real_is:.3f}")
     return 0
@@ -118,8 +107,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from repro.gan.config import stage_config
 
     name = stage_config(args.config)["device"]
-    resolve_device(name)  # a clear error for a missing GPU, before joining any process group
-    with distributed(name) as (info, device):
+    with distributed(name, key="gan.device") as (info, device):
         code = _train_ranked(args, info, device)
         barrier(info)  # the other ranks wait while rank 0 writes the outputs
     return code
@@ -136,12 +124,11 @@ def _train_ranked(args: argparse.Namespace, dist_info, device) -> int:
     from repro.gan.engine import NonFiniteLossError, train
     from repro.gan.metrics import image_metrics, mixture_metrics, stacked_metrics
 
-    started = now_iso()
     t_start = time.perf_counter()
     cfg = stage_config(args.config)
     exp = experiment_config(cfg, args.experiment)
     if args.arm not in exp["arms"]:
-        raise SystemExit(f"arm {args.arm!r} is not in config key 'gan.experiments.{args.experiment}.arms' {exp['arms']}")
+        raise ValueError(f"arm {args.arm!r} is not in config key 'gan.experiments.{args.experiment}.arms' {exp['arms']}")
     mcfg = cfg["metrics"]
     log = _log if dist_info.is_main else (lambda msg: None)
     ranks = f" ({dist_info.world_size} ranks)" if dist_info.enabled else ""
@@ -160,7 +147,7 @@ def _train_ranked(args: argparse.Namespace, dist_info, device) -> int:
         real = torch.from_numpy(images.x_train).to(device)  # uint8 or float32, n x C x H x W
         shape = tuple(images.x_train.shape[1:])
         if args.scorer is None:
-            raise SystemExit(f"experiment {args.experiment!r} needs --scorer (the classifier behind the inception score)")
+            raise ValueError(f"experiment {args.experiment!r} needs --scorer (the classifier behind the inception score)")
         from repro.gan.classifier import load_scorer, predict_probs
 
         scorer, scorer_info = load_scorer(args.scorer, inception_weights=cfg["inception_weights"])
@@ -221,12 +208,8 @@ def _train_ranked(args: argparse.Namespace, dist_info, device) -> int:
     # ---- outputs: final samples, weights, metrics CSV, results JSON
     x, gen_ids = generate(setup, cfg["plot_samples"], device=device)
     keep = torch.from_numpy(np.random.default_rng([args.seed, 7]).permutation(len(x))[: cfg["plot_samples"]])
-    buf = io.BytesIO()
-    np.savez(buf, samples=x[keep].cpu().numpy(), generator=gen_ids[keep].cpu().numpy())
-    atomic_write_bytes(args.samples, buf.getvalue())
-    wbuf = io.BytesIO()
-    torch.save({k: {n: t.cpu() for n, t in v.state_dict().items()} for k, v in setup.nets.items()}, wbuf)
-    atomic_write_bytes(args.weights, wbuf.getvalue())
+    atomic_savez(args.samples, samples=x[keep].cpu().numpy(), generator=gen_ids[keep].cpu().numpy())
+    atomic_torch_save(args.weights, {k: {n: t.cpu() for n, t in v.state_dict().items()} for k, v in setup.nets.items()})
     _write_csv(args.metrics_csv, history)
     final = history[-1]
     result = {
@@ -241,7 +224,7 @@ def _train_ranked(args: argparse.Namespace, dist_info, device) -> int:
         "seconds": {"total": time.perf_counter() - t_start, "train": final["train_s"], "eval": eval_s[0]},
         "device": str(device),
         "world_size": dist_info.world_size,
-        "provenance": provenance_record(args.config, args.seed, started=started, stage="gan"),
+        "provenance": provenance_record(args.config, args.seed, started=args.started, stage="gan"),
     }
     if is_mixture:
         result["n_modes"] = int(len(mix.centers))
@@ -262,11 +245,10 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     from repro.gan.config import stage_config
     from repro.gan.summary import summarize_experiment
 
-    started = now_iso()
     cfg = stage_config(args.config)
     jobs = [json.loads(Path(p).read_text()) for p in args.inp]
     summary = summarize_experiment(args.experiment, jobs)
-    summary["provenance"] = provenance_record(args.config, None, started=started, stage="gan")
+    summary["provenance"] = provenance_record(args.config, None, started=args.started, stage="gan")
     atomic_write_json(args.out, summary)
     if args.figures:
         from repro.gan.plots import write_figures
@@ -332,15 +314,5 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    from repro.common.config import check_config
-    from repro.gan.config import stage_config
-
-    configure_threads(args.threads)
-    seed_everything(getattr(args, "seed", 0))
-    try:
-        check_config(args.config, "gan")  # before any work: a bad value is named
-        check_config(stage_config(args.config), "gan")
-        return COMMANDS[args.command](args)
-    except (FileNotFoundError, ValueError) as exc:
-        _log(f"ERROR: {exc}")
-        return 2
+    start(args, "gan")  # before any work: a bad config value is named
+    return COMMANDS[args.command](args)

@@ -14,18 +14,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from repro.common.io import atomic_write_bytes
+from repro.common.io import atomic_savefig
 
 
 def _save(fig, path: Path) -> None:
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format=path.suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_savefig(fig, path, dpi=110, bbox_inches="tight")
 
 
 def _arm_order(jobs: list[dict]) -> list[str]:

@@ -35,31 +35,21 @@ Output formats (the pretraining stage reads these):
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from repro.common.cli import add_common_args
-from repro.common.config import check_config, section_defaults
-from repro.common.io import atomic_write_bytes, atomic_write_json, read_json
+from repro.common.cli import add_common_args, done, start
+from repro.common.config import borrowed
+from repro.common.device import resolve_device
+from repro.common.io import atomic_savez, atomic_torch_save, atomic_write_bytes, atomic_write_json, read_json
 from repro.common.npz import open_npy, read_npz
-from repro.common.provenance import now_iso, provenance_record, write_provenance
-from repro.common.runtime import configure_threads, seed_everything
+from repro.common.provenance import provenance_record, write_provenance
 
 NODE_KEYS = ("video", "frame", "box", "role", "src", "track", "moving_frac", "object", "class_id", "iou", "rand_iou",
              "static_object")
-
-
-def _savez(path: str | Path, **arrays: np.ndarray) -> None:
-    """``np.savez`` written atomically (a result file is complete or absent)."""
-    import io
-
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def _load_npz(path: str | Path, keys: tuple[str, ...], what: str) -> dict[str, np.ndarray]:
@@ -67,24 +57,12 @@ def _load_npz(path: str | Path, keys: tuple[str, ...], what: str) -> dict[str, n
     return read_npz(path, keys, what=what, all_arrays=True)
 
 
-def _device(cfg: dict) -> str:
-    """The torch device: ``cfg["device"]`` (auto: cuda if available, else cpu)."""
-    import torch
-
-    want = cfg.get("device", "auto")
-    if want == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if want == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("config device is 'cuda' but torch sees no GPU")
-    return want
-
-
 # ----------------------------------------------------------------------------- commands
 def cmd_mine(args: argparse.Namespace) -> dict:
     from repro.graph.shards import mine_shard
 
     arrays, manifest = mine_shard(args.videos, args.shard, args.n_shards, args.config)
-    _savez(args.out, **arrays)
+    atomic_savez(args.out, **arrays)
     manifest["provenance"] = provenance_record(args.config, args.seed, started=args.started, stage="graph.mine")
     atomic_write_json(args.manifest, manifest)
     return manifest["totals"]
@@ -97,7 +75,7 @@ def _stream_patches(shards: list, path: str | Path, n: int) -> tuple[int, ...]:
     shapes = [z["patches"].shape[1:] for z in shards if len(z["video"])]
     shape = shapes[0] if shapes else (3, 0, 0)
     if any(s != shape for s in shapes):
-        raise SystemExit(f"merge: shards have different patch shapes {sorted(set(shapes))}")
+        raise ValueError(f"merge: shards have different patch shapes {sorted(set(shapes))}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.npy")
@@ -118,15 +96,15 @@ def cmd_merge(args: argparse.Namespace) -> dict:
     from repro.graph.shards import list_videos, merge_shards
 
     if len(args.shards) != len(args.manifests):
-        raise SystemExit(f"merge: {len(args.shards)} shard files but {len(args.manifests)} manifests")
+        raise ValueError(f"merge: {len(args.shards)} shard files but {len(args.manifests)} manifests")
     for p in args.shards:
         if not Path(p).exists():
-            raise SystemExit(f"merge: missing shard file {p}")
+            raise FileNotFoundError(f"merge: missing shard file {p}")
     shards = [np.load(p, allow_pickle=False) for p in args.shards]  # lazy: one array at a time
     try:
         nodes = merge_shards(shards)
     except ValueError as exc:
-        raise SystemExit(f"merge: {exc}") from exc
+        raise ValueError(f"merge: {exc}") from exc
     shape = _stream_patches(shards, args.out_patches, len(nodes["role"]))
     for z in shards:
         z.close()
@@ -146,7 +124,7 @@ def cmd_merge(args: argparse.Namespace) -> dict:
         if videos:
             print(f"WARNING: {len(videos)} of {totals.get('videos', 0)} videos {status}: "
                   + "; ".join(f"{v['file']} ({v['error']})" for v in videos[:5]), file=sys.stderr, flush=True)
-    _savez(args.out_nodes, **nodes, video_names=np.array(names), labelled=labelled)
+    atomic_savez(args.out_nodes, **nodes, video_names=np.array(names), labelled=labelled)
     stats = {"totals": totals, "corrupt_videos": bad["corrupt"], "short_videos": bad["short"],
              **mining_metrics(nodes, labelled, names), "patch_size": int(shape[-1])}
     stats["provenance"] = provenance_record(args.config, args.seed, started=args.started, stage="graph.merge")
@@ -161,7 +139,7 @@ def cmd_features(args: argparse.Namespace) -> dict:
     nodes = _load_npz(args.nodes, ("role",), "features")
     patches = open_npy(args.patches, what="patches")
     if patches.ndim != 4 or patches.shape[1] != 3 or len(patches) != len(nodes["role"]):
-        raise SystemExit(f"features: {args.patches} has shape {patches.shape}, expected [{len(nodes['role'])},3,S,S]")
+        raise ValueError(f"features: {args.patches} has shape {patches.shape}, expected [{len(nodes['role'])},3,S,S]")
     mined = np.flatnonzero(nodes["role"] == ROLE_MINED)
     cfg = args.config
     out: dict = {"kind": args.kind, "n": int(len(mined))}
@@ -178,8 +156,8 @@ def cmd_features(args: argparse.Namespace) -> dict:
         from repro.graph.models import context_net
 
         if len(patches) == 0:
-            raise SystemExit("features: no mined patch to train the context net on")
-        device = _device(cfg)
+            raise ValueError("features: no mined patch to train the context net on")
+        device = resolve_device(borrowed(cfg, "graph", ["device"])["device"], key="graph.device")
         model = context_net(width=int(cfg["width"]), embed=int(cfg["embed"])).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]))
         # all nodes (A, A', short ends) are training images for the context task; read from the memmap
@@ -191,18 +169,14 @@ def cmd_features(args: argparse.Namespace) -> dict:
                                 ckpt=ckpt, ckpt_every=int(cfg["ckpt_every"]))
         x = context_features(model, patches, rows=mined, grid=int(cfg["grid"]), device=device)
         if args.weights:
-            import io
-
-            buf = io.BytesIO()
-            torch.save({k: v.cpu() for k, v in model.state_dict().items()}, buf)  # weights_only-loadable
-            atomic_write_bytes(args.weights, buf.getvalue())
+            atomic_torch_save(args.weights, {k: v.cpu() for k, v in model.state_dict().items()})  # weights_only-loadable
         if args.metrics:
             lines = ["step,loss,acc"] + [f"{h['step']},{h['loss']:.6f},{h['acc']:.4f}" for h in history]
             atomic_write_bytes(args.metrics, ("\n".join(lines) + "\n").encode())
         tail = history[-max(1, len(history) // 10):]
         out.update(final_loss=float(np.mean([h["loss"] for h in tail])), final_acc=float(np.mean([h["acc"] for h in tail])),
                    device=device)
-    _savez(args.out, node=mined.astype(np.int64), x=x.astype(np.float32))
+    atomic_savez(args.out, node=mined.astype(np.int64), x=x.astype(np.float32))
     write_provenance(args.out, {**cfg, "kind": args.kind}, args.seed, started=args.started, stage="graph.features")
     if args.kind != "hog":
         ckpt.finish()
@@ -219,20 +193,21 @@ def cmd_build(args: argparse.Namespace) -> dict:
     feats = _load_npz(args.features, ("node", "x"), "build")
     n_nodes = len(nodes["role"])
     if len(feats["node"]) and feats["node"].max() >= n_nodes:
-        raise SystemExit(f"build: {args.features} refers to nodes beyond the {n_nodes} in {args.nodes}")
+        raise ValueError(f"build: {args.features} refers to nodes beyond the {n_nodes} in {args.nodes}")
     role = ROLE_SHORT if args.track == "short" else ROLE_END
     track_end = track_end_of(nodes, role)
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
-    g = build_graph(feats["x"], feats["node"], n_nodes, nodes["video"], track_end, args.config, rng, device=_device(args.config))
+    device = resolve_device(borrowed(args.config, "graph", ["device"])["device"], key="graph.device")
+    g = build_graph(feats["x"], feats["node"], n_nodes, nodes["video"], track_end, args.config, rng, device=device)
     seconds = time.perf_counter() - t0
     intra = g.pairs[g.pair_kind == KIND_INTRA]
     inter = g.pairs[g.pair_kind == 1]
     edges = np.concatenate([intra, inter]).astype(np.int64).reshape(-1, 2)
     edge_kind = np.concatenate([np.zeros(len(intra), np.int8), np.ones(len(inter), np.int8)])
-    _savez(args.out_graph, parent=g.parent, parent_size=g.parent_size, parent_kept=g.parent_kept, groups=g.groups,
+    atomic_savez(args.out_graph, parent=g.parent, parent_size=g.parent_size, parent_kept=g.parent_kept, groups=g.groups,
            group_parent=g.group_parent, edges=edges, edge_kind=edge_kind)
-    _savez(args.out_pairs, a=g.pairs[:, 0].copy(), b=g.pairs[:, 1].copy(), kind=g.pair_kind, parent=g.pair_parent,
+    atomic_savez(args.out_pairs, a=g.pairs[:, 0].copy(), b=g.pairs[:, 1].copy(), kind=g.pair_kind, parent=g.pair_parent,
            in_mix=g.in_mix)
     write_provenance(args.out_graph, args.config, args.seed, started=args.started, stage="graph.build")
     write_provenance(args.out_pairs, args.config, args.seed, started=args.started, stage="graph.build")
@@ -334,23 +309,5 @@ SECTIONS = {"mine": ("graph.mine",), "merge": ("graph.mine",), "figure": ("graph
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    configure_threads(args.threads)
-    seed_everything(args.seed)
-    args.started = now_iso()
-    t0 = time.perf_counter()
-    try:
-        if args.command in SECTIONS:  # before any work: a bad value is named; missing keys take the defaults
-            sections = SECTIONS[args.command]
-            check_config(args.config, sections)
-            args.config = {**section_defaults(sections[0]), **args.config}
-            check_config(args.config, sections)
-        summary = COMMANDS[args.command][0](args)
-    except FloatingPointError as exc:  # NaN loss of the context net
-        print(f"[repro.graph {args.command}] error: {exc}", file=sys.stderr)
-        return 3
-    except (ValueError, FileNotFoundError) as exc:  # bad config or input, named in the message
-        print(f"[repro.graph {args.command}] error: {exc}", file=sys.stderr)
-        return 2
-    print(f"[repro.graph {args.command}] done in {time.perf_counter() - t0:.1f}s: {json.dumps(summary, default=str)}",
-          file=sys.stderr)
-    return 0
+    start(args, SECTIONS.get(args.command))  # before any work: a bad config value is named
+    return done("repro.graph", args, COMMANDS[args.command][0](args))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from repro.common.io import atomic_savefig
 from repro.graph.shards import ROLE_END, ROLE_MINED
 
 
@@ -79,7 +80,5 @@ def draw_figure(nodes: dict[str, np.ndarray], patches: np.ndarray, videos: list[
                 axes[r, 2 + 2 * c].set_title(f"A' t={int(nodes['frame'][e])}", fontsize=6)
     fig.suptitle("Mined patches A and KCF track ends A' (TI Sec. 3.1); green: A, yellow: track, red: A'", fontsize=8)
     fig.tight_layout()
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    atomic_savefig(fig, out, dpi=110)
     return len(rows)

@@ -48,35 +48,13 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 
-# Defaults of the embedded config (the schema repeats them); full scale follows the paper.
-DEFAULTS: dict[str, Any] = {
-    "patch_size": 32,
-    "frame_stride": 2,
-    "flow_gap": 2,
-    "max_corners": 400,
-    "corner_quality": 0.003,
-    "corner_min_distance": 2,
-    "min_points": 10,
-    "moving_threshold": 1.0,
-    "moving_fraction": [0.05, 0.75],
-    "box_frac": 0.5,
-    "refine_box": True,
-    "box_pad": 0.0,
-    "diff_threshold": 40,
-    "refine_quantile": 0.05,
-    "min_box_frac": 0.12,
-    "track_frames": 8,
-    "kcf_detect_thresh": 0.5,
-    "short_track_frames": 4,
-    "max_frames": 0,
-    "max_side": 0,
-}
+from repro.common.config import section_defaults
 
 
 def check_config(cfg: dict) -> dict:
     """The mining config with defaults filled in; ValueError naming the key for what the schema
     cannot express (relations between keys)."""
-    cfg = {**DEFAULTS, **cfg}
+    cfg = {**section_defaults("graph.mine"), **cfg}
     n_track, n_short, gap = int(cfg["track_frames"]), int(cfg["short_track_frames"]), int(cfg["flow_gap"])
     if not 1 <= gap <= n_track:
         raise ValueError(f"graph.mine.flow_gap must be in [1, track_frames={n_track}], got {gap}")

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from repro.common.claims import write_claims
-from repro.common.cli import add_common_args
+from repro.common.cli import add_common_args, start
 from repro.common.io import atomic_write_json, read_json
 from repro.common.provenance import now_iso, provenance_record, write_provenance
-from repro.common.runtime import configure_threads, seed_everything
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -43,16 +42,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _device(name: str) -> Any:
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("lars: config device 'cuda' but no CUDA device is available")
-    return torch.device(name)
-
-
 def _cell(args: argparse.Namespace) -> int:
     from repro.common.checkpoint import RunCheckpoint, run_identity
     from repro.common.distributed import barrier, distributed
@@ -61,11 +50,10 @@ def _cell(args: argparse.Namespace) -> int:
 
     cfg = args.config
     if args.batch < 1 or args.epochs < 1:
-        raise SystemExit(f"lars cell: --batch and --epochs must be >= 1, got {args.batch}, {args.epochs}")
+        raise ValueError(f"lars cell: --batch and --epochs must be >= 1, got {args.batch}, {args.epochs}")
     started = now_iso()
-    _device(cfg["device"])  # a clear error for a device that is not there, before anything else
     arrays = load_classification(args.inp)
-    with distributed(cfg["device"]) as (info, device):
+    with distributed(cfg["device"], key="lars.device") as (info, device):
         ckpt = RunCheckpoint(args.checkpoint_dir, run_identity(
             stage="lars.cell", config=cfg, seed=args.seed, ignore=NOT_SHAPING_RUN, inputs={"data": args.inp},
             model=args.model, arm=args.arm, batch=args.batch, epochs=args.epochs), is_main=info.is_main)
@@ -142,12 +130,12 @@ def _aggregate(args: argparse.Namespace) -> int:
     started = now_iso()
     missing = [str(p) for p in args.inp if not p.is_file()]
     if missing:
-        raise SystemExit(f"lars aggregate: missing cell results {missing}")
+        raise FileNotFoundError(f"lars aggregate: missing cell results {missing}")
     cells = [read_json(p) for p in args.inp]
     for path, cell in zip(args.inp, cells):
         for key in ("model", "arm", "batch", "epochs", "runs", "chosen_lr_ref", "seeds"):
             if key not in cell:
-                raise SystemExit(f"lars aggregate: {path} lacks {key!r} (not a cell result?)")
+                raise ValueError(f"lars aggregate: {path} lacks {key!r} (not a cell result?)")
     summary = summarize_cells(cells)
     note = _scale_note(cfg, cells)
     rows = build_claims(summary, cfg, scale_note=note)
@@ -186,9 +174,5 @@ def _aggregate(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    from repro.common.config import check_config
-
-    check_config(args.config, "lars")  # before any work: a bad value is named
-    configure_threads(args.threads)
-    seed_everything(args.seed)
+    start(args, "lars")  # before any work: a bad config value is named
     return {"cell": _cell, "aggregate": _aggregate}[args.cmd](args)

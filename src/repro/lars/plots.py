@@ -11,6 +11,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from repro.common.io import atomic_savefig
+
 __all__ = ["plot_study"]
 
 ARM_STYLE = {"sgd": ("SGD + warm-up, best LR per batch", "tab:red", "o"), "lars": ("LARS", "tab:blue", "s")}
@@ -111,5 +113,4 @@ def plot_study(
     fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=9, frameon=False)
     fig.suptitle("Large-batch training: accuracy vs batch size without and with LARS (1708.03888)")
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(out_path, dpi=110)
-    plt.close(fig)
+    atomic_savefig(fig, out_path, dpi=110)

@@ -130,9 +130,9 @@ def _scale_note(summary: dict[str, Any], source: str, cfg: dict[str, Any], scale
                   f" {', '.join(summary['untrained'])}.")
     return (f"{scale} scale: backbone {cfg.get('backbone', 'tiny_resnet')} width {cfg.get('width')} (the detection"
             f" stage's), random init shared by the arms of a seed (the paper starts from a context net),"
-            f" {cfg.get('steps')} steps of {cfg.get('batch')} pairs, {cfg.get('optimizer', {}).get('name', 'sgd')}"
-            f" lr {cfg.get('optimizer', {}).get('lr')}, negatives {cfg.get('negatives', 'random')}, m ="
-            f" {cfg.get('margin', 0.5)}. Pairs per arm: {pairs or 'n/a'} (paper: 9M). Read-out: frozen pooled C5 on"
+            f" {cfg['steps']} steps of {cfg['batch']} pairs, {cfg['optimizer'].get('name', 'sgd')}"
+            f" lr {cfg['optimizer'].get('lr')}, negatives {cfg['negatives']}, m ="
+            f" {cfg['margin']}. Pairs per arm: {pairs or 'n/a'} (paper: 9M). Read-out: frozen pooled C5 on"
             f" {ref['n_crops']} {SOURCE_NAMES.get(source, source)}, {ref['n_classes']} classes, {split};"
             f" majority class {ref['majority']:.1f}%, raw-pixel probe {ref['pixels_probe']['mean']:.1f}% / kNN"
             f" {ref['pixels_knn']['mean']:.1f}%. Paper value: the VOC07 mAP difference after detection fine-tuning"

@@ -33,17 +33,17 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from repro.common.cli import add_common_args
-from repro.common.io import atomic_write_bytes, atomic_write_json, read_json
-from repro.common.provenance import now_iso, provenance_record, write_provenance
-from repro.common.runtime import configure_threads, seed_everything
+from repro.common.cli import add_common_args, done, start
+from repro.common.config import borrowed
+from repro.common.device import resolve_device
+from repro.common.io import atomic_torch_save, atomic_write_bytes, atomic_write_json, read_json
+from repro.common.provenance import provenance_record, write_provenance
 
 NET_KEYS = ("backbone", "width", "blocks", "hidden", "embed")
 # Config keys that change how a run is carried out but not its numbers (not in a checkpoint's identity).
@@ -52,46 +52,27 @@ NOT_SHAPING_RUN = ("checkpoint_every", "device", "preload_gb", "runtime_min", "t
 SECTIONS = ("pretrain", "detect")
 
 
-def _device(cfg: dict):
-    import torch
-
-    want = cfg.get("device", "auto")
-    if want == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if want == "cuda" and not torch.cuda.is_available():
-        raise ValueError("pretrain.device is 'cuda' but torch sees no GPU")
-    return torch.device(want)
-
-
 def _build_net(cfg: dict, seed: int):
     """The tower with the seed's shared initial weights (module docstring)."""
     import torch
 
     from repro.pretrain.models import triplet_net
 
+    net = {**cfg, **borrowed(cfg, "detect", ("backbone", "width", "blocks"))}  # the detector's backbone
     torch.manual_seed(seed)
-    return triplet_net(backbone=cfg.get("backbone", "tiny_resnet"), width=int(cfg.get("width", 16)),
-                       blocks=tuple(cfg.get("blocks", (1, 1, 1, 1))), hidden=int(cfg.get("hidden", 256)),
-                       embed=int(cfg.get("embed", 128)))
-
-
-def _save_state(path: Path, state: dict) -> None:
-    import torch
-
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    return triplet_net(backbone=net["backbone"], width=int(net["width"]), blocks=tuple(net["blocks"]),
+                       hidden=int(net["hidden"]), embed=int(net["embed"]))
 
 
 def _train_config(cfg: dict):
     from repro.pretrain.engine import TrainConfig
 
-    opt = cfg.get("optimizer", {})
-    return TrainConfig(steps=int(cfg.get("steps", 300)), batch=int(cfg.get("batch", 32)),
-                       margin=float(cfg.get("margin", 0.5)), negatives=cfg.get("negatives", "random"),
-                       hard_fraction=float(cfg.get("hard_fraction", 0.5)), flip=bool(cfg.get("flip", True)),
-                       lr=float(opt.get("lr", 0.01)), schedule=cfg.get("schedule", "constant"),
-                       warmup_steps=int(cfg.get("warmup_steps", 0)), poly_power=float(cfg.get("poly_power", 2.0)))
+    opt = cfg["optimizer"]
+    return TrainConfig(steps=int(cfg["steps"]), batch=int(cfg["batch"]),
+                       margin=float(cfg["margin"]), negatives=cfg["negatives"],
+                       hard_fraction=float(cfg["hard_fraction"]), flip=bool(cfg["flip"]),
+                       lr=float(opt["lr"]), schedule=cfg["schedule"],
+                       warmup_steps=int(cfg["warmup_steps"]), poly_power=float(cfg["poly_power"]))
 
 
 def _write_csv(path: Path, rows: list[list[float]]) -> None:
@@ -109,8 +90,7 @@ def _write_csv(path: Path, rows: list[list[float]]) -> None:
 def cmd_train(args: argparse.Namespace) -> dict:
     from repro.common.distributed import barrier, distributed
 
-    _device(args.config)  # a clear error for a device that is not there, before joining any process group
-    with distributed(args.config.get("device", "auto")) as (info, device):
+    with distributed(args.config["device"], key="pretrain.device") as (info, device):
         out = _train_ranked(args, info, device)
         barrier(info)  # the other ranks wait while rank 0 writes the outputs
     return out
@@ -154,9 +134,9 @@ def _train_ranked(args: argparse.Namespace, dist_info, device) -> dict:
             trainable = False
     if trainable:
         bank = PatchBank(patches_np, np.concatenate([pairs.a, pairs.b]), device,
-                         preload_bytes=float(cfg.get("preload_gb", 4.0)) * 1e9)
+                         preload_bytes=float(cfg["preload_gb"]) * 1e9)
         ddp = wrap_model(net, dist_info, device)  # N ranks: DDP + synced BatchNorm; net stays the plain module
-        opt = make_optimizer(net.parameters(), cfg.get("optimizer", {}))
+        opt = make_optimizer(net.parameters(), cfg["optimizer"])
         ckpt = RunCheckpoint(args.checkpoint_dir, run_identity(
             stage="pretrain.train", config=cfg, seed=args.seed, arm=arm, ignore=NOT_SHAPING_RUN,
             inputs={"patches": args.patches, "pairs": args.pairs}), is_main=dist_info.is_main)
@@ -175,7 +155,7 @@ def _train_ranked(args: argparse.Namespace, dist_info, device) -> dict:
         state = train(ddp, opt, bank, torch.from_numpy(bank.rows_of(pairs.a)), torch.from_numpy(bank.rows_of(pairs.b)),
                       torch.from_numpy(pairs.parent), tcfg, seed=args.seed, state=state,
                       checkpoint=checkpoint if args.checkpoint_dir else None,
-                      checkpoint_every=int(cfg.get("checkpoint_every", 0)), desc=f"pretrain {arm} s{args.seed}",
+                      checkpoint_every=int(cfg["checkpoint_every"]), desc=f"pretrain {arm} s{args.seed}",
                       dist=dist_info)
         last = np.array(state.rows[-min(len(state.rows), 20):], dtype=float)
         info.update(n_pairs=len(pairs), steps=state.step, train_seconds=time.perf_counter() - t0,
@@ -184,8 +164,8 @@ def _train_ranked(args: argparse.Namespace, dist_info, device) -> dict:
     if not dist_info.is_main:
         return {}
     net = net.cpu()
-    _save_state(args.out_backbone, net.backbone.state_dict())
-    _save_state(args.out_net, net.state_dict())
+    atomic_torch_save(args.out_backbone, net.backbone.state_dict())
+    atomic_torch_save(args.out_net, net.state_dict())
     _write_csv(args.out_metrics, state.rows)
     for p in (args.out_backbone, args.out_net, args.out_metrics):
         write_provenance(p, args.config, args.seed, started=args.started, stage="pretrain.train")
@@ -200,10 +180,10 @@ def _eval_sets(args: argparse.Namespace, cfg: dict) -> list:
     """The labelled crop sets of ``eval.sources``, each from its own input (repro.pretrain.data)."""
     from repro.pretrain.data import detection_crops, load_nodes, load_patches, mined_crops, voc_crops
 
-    ecfg = cfg.get("eval", {})
-    size = int(ecfg.get("crop_size", 32))
+    ecfg = cfg["eval"]
+    size = int(ecfg["crop_size"])
     out = []
-    for source in ecfg.get("sources", ["mined"]):
+    for source in ecfg["sources"]:
         if source == "mined":
             if args.patches is None or args.nodes is None:
                 raise ValueError("eval: source 'mined' needs --patches and --nodes")
@@ -216,7 +196,7 @@ def _eval_sets(args: argparse.Namespace, cfg: dict) -> list:
         elif source == "voc2007":
             if args.voc is None:
                 raise ValueError("eval: source 'voc2007' needs --voc")
-            out.append(voc_crops(args.voc, size, max_per_split=int(ecfg.get("max_per_split", 0)), seed=0))
+            out.append(voc_crops(args.voc, size, max_per_split=int(ecfg["max_per_split"]), seed=0))
         else:
             raise ValueError(f"pretrain.eval.sources: unknown source {source!r} (mined | detection | voc2007)")
     if not out:
@@ -233,11 +213,11 @@ def cmd_eval(args: argparse.Namespace) -> dict:
     cfg = args.config
     if len(args.arms) != len(args.backbones):
         raise ValueError(f"eval: {len(args.arms)} arms but {len(args.backbones)} backbone files")
-    ecfg = cfg.get("eval", {})
+    ecfg = cfg["eval"]
     sets = _eval_sets(args, cfg)
-    device = _device(cfg)
-    kw = dict(n_folds=int(ecfg.get("folds", 5)), knn_k=int(ecfg.get("knn_k", 5)),
-              probe_C=float(ecfg.get("probe_C", 1.0)), probe_max_iter=int(ecfg.get("probe_max_iter", 1000)),
+    device = resolve_device(cfg["device"], key="pretrain.device")
+    kw = dict(n_folds=int(ecfg["folds"]), knn_k=int(ecfg["knn_k"]),
+              probe_C=float(ecfg["probe_C"]), probe_max_iter=int(ecfg["probe_max_iter"]),
               seed=args.seed)
     nets = {}
     for arm, path in zip(args.arms, args.backbones):
@@ -257,7 +237,7 @@ def cmd_eval(args: argparse.Namespace) -> dict:
         small = torch.nn.functional.adaptive_avg_pool2d(x.float(), 8).flatten(1).numpy()  # [M, 3*8*8]
         res["pixels"] = evaluate_features(small, data.y, data.group, data.split, **kw)  # reference, not an arm
         for arm, net in nets.items():
-            feats = pooled_features(net, x, batch_size=int(ecfg.get("batch", 512)), device=device).numpy()
+            feats = pooled_features(net, x, batch_size=int(ecfg["batch"]), device=device).numpy()
             if not np.isfinite(feats).all():
                 raise FloatingPointError(f"eval: non-finite features of arm {arm!r} on the {data.source} crops")
             res["arms"][arm] = evaluate_features(feats, data.y, data.group, data.split, **kw)
@@ -330,21 +310,5 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    from repro.common.config import check_config
-
-    configure_threads(args.threads)
-    seed_everything(getattr(args, "seed", 0))
-    args.started = now_iso()
-    t0 = time.perf_counter()
-    try:
-        check_config(args.config, SECTIONS)  # before any work: a bad value is named
-        summary = COMMANDS[args.command][0](args)
-    except FloatingPointError as exc:  # NaN loss or features
-        print(f"[repro.pretrain {args.command}] error: {exc}", file=sys.stderr)
-        return 3
-    except (ValueError, FileNotFoundError) as exc:  # bad config or input, named in the message
-        print(f"[repro.pretrain {args.command}] error: {exc}", file=sys.stderr)
-        return 2
-    print(f"[repro.pretrain {args.command}] done in {time.perf_counter() - t0:.1f}s: {json.dumps(summary, default=str)}",
-          file=sys.stderr)
-    return 0
+    start(args, SECTIONS)  # before any work: a bad config value is named
+    return done("repro.pretrain", args, COMMANDS[args.command][0](args))

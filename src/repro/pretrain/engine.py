@@ -83,18 +83,18 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
 
 def make_optimizer(params, opt_cfg: dict) -> torch.optim.Optimizer:
     """SGD with momentum (the paper's solver) or LARS (``repro.lars.optim``, imported only when chosen)."""
-    name = opt_cfg.get("name", "sgd")
+    name = opt_cfg["name"]
     lr = float(opt_cfg["lr"])
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=float(opt_cfg.get("momentum", 0.9)),
-                               weight_decay=float(opt_cfg.get("weight_decay", 0.0)))
+        return torch.optim.SGD(params, lr=lr, momentum=float(opt_cfg["momentum"]),
+                               weight_decay=float(opt_cfg["weight_decay"]))
     if name == "lars":
         from repro.lars.optim import LARS
 
-        return LARS(params, lr=lr, momentum=float(opt_cfg.get("momentum", 0.9)),
-                    weight_decay=float(opt_cfg.get("weight_decay", 0.0)),
-                    trust_coefficient=float(opt_cfg.get("trust_coefficient", 1e-3)),
-                    exclude_bias_and_norm=bool(opt_cfg.get("exclude_bias_and_norm", False)))
+        return LARS(params, lr=lr, momentum=float(opt_cfg["momentum"]),
+                    weight_decay=float(opt_cfg["weight_decay"]),
+                    trust_coefficient=float(opt_cfg["trust_coefficient"]),
+                    exclude_bias_and_norm=bool(opt_cfg["exclude_bias_and_norm"]))
     raise ValueError(f"pretrain.optimizer.name: unknown optimizer {name!r} (sgd | lars)")
 
 

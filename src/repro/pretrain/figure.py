@@ -4,10 +4,10 @@ Tracking 60.2, Ours 63.2)."""
 
 from __future__ import annotations
 
-import io
 import os
 from typing import Any
 
+from repro.common.io import atomic_savefig
 from repro.common.paper_values import all_paper_values
 
 ANALOGUE = {"scratch": "ti_transfer_t1_voc_scratch", "intra": "ti_transfer_t1_voc_tracking",
@@ -20,7 +20,6 @@ def draw_figure(summary: dict[str, Any], path: str | os.PathLike) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from repro.common.io import atomic_write_bytes
 
     sources = summary["sources"]
     refs = all_paper_values()
@@ -53,7 +52,4 @@ def draw_figure(summary: dict[str, Any], path: str | os.PathLike) -> None:
         else:
             ax.axis("off")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_savefig(fig, path, dpi=100)

@@ -17,10 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-from repro.common.cli import add_common_args
-from repro.common.io import atomic_write_bytes, atomic_write_json
+from repro.common.cli import add_common_args, start
+from repro.common.device import resolve_device
+from repro.common.io import atomic_torch_save, atomic_write_json
 from repro.common.provenance import now_iso, provenance_record, write_provenance
-from repro.common.runtime import configure_threads, seed_everything
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -40,16 +40,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     agg.add_argument("--figure", nargs="+", required=True, help="one figure per enabled net, in config order")
     agg.add_argument("--table", required=True, help="compression-ratio table (CSV)")
     return parser
-
-
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("quant.device is 'cuda' but no CUDA device is available")
-    return torch.device(name)
 
 
 def _sweep_net(model, optimizer, data, cfg, masks, *, seed, tag, inits, log):
@@ -83,7 +73,6 @@ def _sweep_net(model, optimizer, data, cfg, masks, *, seed, tag, inits, log):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import io
 
     import torch
 
@@ -95,9 +84,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = now_iso()
     cfg = args.config
     if args.net not in cfg.get("nets", {}):
-        raise SystemExit(f"--net {args.net!r} is not in the config's quant.nets ({sorted(cfg.get('nets', {}))})")
+        raise ValueError(f"--net {args.net!r} is not in the config's quant.nets ({sorted(cfg.get('nets', {}))})")
     net_cfg = cfg["nets"][args.net]
-    device = _device(cfg["device"])
+    device = resolve_device(cfg["device"], key="quant.device")
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -158,9 +147,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     result["timings"] = timings
     result["provenance"] = provenance_record(cfg, args.seed, started=started, stage="quant")
-    buf = io.BytesIO()
-    torch.save(weights, buf)
-    atomic_write_bytes(args.weights, buf.getvalue())
+    atomic_torch_save(args.weights, weights)
     write_provenance(args.weights, cfg, args.seed, started=started, stage="quant")
     atomic_write_json(args.out, result)
     dense_ckpt.finish()
@@ -179,14 +166,5 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    from repro.common.config import check_config
-
-    configure_threads(args.threads)
-    if args.cmd == "run":
-        seed_everything(args.seed)
-    try:
-        check_config(args.config, "quant")  # before any work: a bad value is named
-        return cmd_run(args) if args.cmd == "run" else cmd_aggregate(args)
-    except (FileNotFoundError, ValueError, FloatingPointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    start(args, "quant")  # before any work: a bad config value is named
+    return cmd_run(args) if args.cmd == "run" else cmd_aggregate(args)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from repro.common.claims import ClaimRow, ci95, verdict_from_ci, write_claims
-from repro.common.io import atomic_write_bytes, atomic_write_json, read_json
+from repro.common.io import atomic_savefig, atomic_write_bytes, atomic_write_json, read_json
 from repro.common.paper_values import paper_value
 from repro.common.provenance import provenance_record, write_provenance
 from repro.quant import analysis as A
@@ -336,10 +336,7 @@ def plot_net(path: Path, net: str, res: list[dict], cfg: dict) -> None:
     fig.suptitle(f"Quantization of all layers together, mean over {len(res)} nets "
                  f"(x {cfg['kmeans']['inits']} k-means seedings)", fontsize=11)
     fig.tight_layout(rect=(0, 0.09, 1, 0.97))
-    buf = io.BytesIO()
-    fig.savefig(buf, format=path.suffix.lstrip(".") or "svg")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_savefig(fig, path if path.suffix else path.with_suffix(".svg"))
 
 
 def aggregate(cfg: dict, paths: list[Path], *, summary: Path, claims: Path, figures: list[Path], table: Path,

@@ -9,16 +9,17 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from repro.common.cli import add_common_args
+from repro.common.cli import add_common_args, start
 from repro.common.io import atomic_write_bytes
-from repro.common.provenance import now_iso, provenance_record, write_provenance
+from repro.common.provenance import provenance_record, write_provenance
 from repro.report.collect import collect_claims, stage_wall_times, verdict_summary
 from repro.report.figures import paper_vs_ours
 from repro.report.html import render
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = add_common_args(argparse.ArgumentParser(prog="python -m repro.report", description=__doc__), seed=False)
+    parser = add_common_args(argparse.ArgumentParser(prog="python -m repro.report", description=__doc__), seed=False,
+                             threads=False)
     parser.add_argument("--claims", nargs="*", type=Path, default=[], help="results/claims/<stage>.json files")
     parser.add_argument("--figures", nargs="*", type=Path, default=[], help="stage figures (PNG/SVG) to embed")
     parser.add_argument("--benchmarks", type=Path, help="Snakemake benchmark folder (wall time per stage)")
@@ -35,13 +36,10 @@ def _stage_of(figure: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    from repro.common.config import check_config
-
-    check_config(args.config, "")  # the whole config (the rule leaves out gpus_per_job); a bad value is named
-    started = now_iso()
+    start(args, "")  # the whole config (the rule leaves out gpus_per_job); a bad value is named
     missing = [str(p) for p in [*args.claims, *args.figures] if not p.exists()]
     if missing:
-        raise SystemExit(f"repro.report: missing input files: {', '.join(missing)}")
+        raise FileNotFoundError(f"repro.report: missing input files: {', '.join(missing)}")
     claims = collect_claims(args.claims)
     summary = verdict_summary(claims)
     fig_dir = args.out_html.parent / "figures"
@@ -54,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     for fig in args.figures:
         stage_figures[_stage_of(fig)].append(fig)
     wall = stage_wall_times(args.benchmarks)
-    prov = provenance_record(args.config, None, started=started, stage="report")
+    prov = provenance_record(args.config, None, started=args.started, stage="report")
     prov["scale"] = args.config.get("scale")
     prov["config_sha256"] = hashlib.sha256(json.dumps(args.config, sort_keys=True).encode()).hexdigest()[:16]
     table = claims.copy()
@@ -63,6 +61,6 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_bytes(args.out_csv, table.to_csv(index=False).encode())
     page = render(claims, summary, overview, dict(stage_figures), prov, wall)
     atomic_write_bytes(args.out_html, page.encode())
-    write_provenance(args.out_html, args.config, None, started=started, stage="report")
+    write_provenance(args.out_html, args.config, None, started=args.started, stage="report")
     print(f"[repro.report] {len(claims)} claims from {len(args.claims)} files -> {args.out_html}", file=sys.stderr)
     return 0

@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from repro.common.io import atomic_savefig
+
 VERDICT_COLOURS = {"holds": "#2e7d32", "fails": "#c62828", "inconclusive": "#9e9e9e"}
 PAPER_COLOUR = "#1f4e79"
 
@@ -53,8 +55,4 @@ def paper_vs_ours(claims: pd.DataFrame, paper: str, out: str | os.PathLike) -> P
         ax.axis("off")
     fig.suptitle(f"arXiv {paper}: paper vs ours (colour = verdict)", fontsize=10)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return atomic_savefig(fig, out)
