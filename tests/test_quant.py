@@ -119,7 +119,7 @@ def test_best_ratio_reads_only_finetuned_seedings() -> None:
 
 
 def test_headline_net_first_and_table1_paper_value_per_net() -> None:
-    from repro.quant.report import headline_order, paper_value_for
+    from repro.quant.claims import headline_order, paper_value_for
 
     nets = {"lenet_mnist": {"enabled": True, "model": "lenet5"}, "alexnet_imagenet": {"enabled": False, "model": "alexnet"},
             "resnet32_cifar10": {"enabled": True, "model": "resnet32"}, "mlp_digits": {"enabled": True, "model": "mlp"}}

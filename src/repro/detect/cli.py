@@ -184,7 +184,8 @@ def _aggregate(args: argparse.Namespace, *, transfer: bool) -> int:
     from repro.common.claims import write_claims
     from repro.common.io import atomic_write_json
     from repro.common.provenance import now_iso
-    from repro.detect.report import fpn_summary, plot_fpn, transfer_summary
+    from repro.detect.figures import plot_fpn
+    from repro.detect.summary import fpn_summary, transfer_summary
 
     summarise = transfer_summary if transfer else fpn_summary
     summary, rows = summarise([Path(p) for p in args.inputs], args.config, started=now_iso())

@@ -251,7 +251,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     summary["provenance"] = provenance_record(args.config, None, started=args.started, stage="gan")
     atomic_write_json(args.out, summary)
     if args.figures:
-        from repro.gan.plots import write_figures
+        from repro.gan.figures import write_figures
 
         write_figures(args.experiment, jobs, summary, [Path(p) for p in args.samples], args.data, args.figures, cfg)
     return 0

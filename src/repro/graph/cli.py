@@ -234,7 +234,7 @@ def cmd_claims(args: argparse.Namespace) -> dict:
 
 
 def cmd_figure(args: argparse.Namespace) -> dict:
-    from repro.graph.figure import draw_figure
+    from repro.graph.figures import draw_figure
     from repro.graph.shards import list_videos
 
     nodes = _load_npz(args.nodes, NODE_KEYS, "figure")

@@ -124,7 +124,7 @@ def _scale_note(cfg: dict[str, Any], cells: list[dict[str, Any]]) -> str:
 
 def _aggregate(args: argparse.Namespace) -> int:
     from repro.lars.claims import build_claims, paper_curves, summarize_cells
-    from repro.lars.plots import plot_study
+    from repro.lars.figures import plot_study
 
     cfg = args.config
     started = now_iso()

@@ -261,7 +261,7 @@ def cmd_claims(args: argparse.Namespace) -> dict:
     summary["provenance"] = provenance_record(args.config, None, started=args.started, stage="pretrain.claims")
     atomic_write_json(args.out_summary, summary)
     if args.out_figure is not None:
-        from repro.pretrain.figure import draw_figure
+        from repro.pretrain.figures import draw_figure
 
         draw_figure(summary, args.out_figure)
         write_provenance(args.out_figure, args.config, None, started=args.started, stage="pretrain.claims")

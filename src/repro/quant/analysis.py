@@ -22,6 +22,14 @@ from typing import Iterable
 
 import numpy as np
 
+METHOD_LABELS = {
+    "kmeans": "k-means",
+    "hw_kmeans": "Hessian-weighted k-means",
+    "hw_kmeans_adam": "HW k-means (Adam)",
+    "hw_kmeans_small": "HW k-means (small-sample Hessian)",
+    "uniform": "uniform",
+    "ecsq": "iterative ECSQ",
+}
 KMEANS_VARIANTS = ("kmeans", "hw_kmeans", "hw_kmeans_adam", "hw_kmeans_small")
 
 

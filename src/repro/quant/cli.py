@@ -157,7 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_aggregate(args: argparse.Namespace) -> int:
-    from repro.quant.report import aggregate
+    from repro.quant.summary import aggregate
 
     aggregate(args.config, [Path(p) for p in args.inp], summary=Path(args.summary), claims=Path(args.claims),
               figures=[Path(p) for p in args.figure], table=Path(args.table), started=now_iso())
