@@ -7,7 +7,9 @@ DETECT_THREADS = DETECT["threads"] or THREADS
 # What the CLI gets as --config: everything but the scheduling key `threads` (the CLI takes --threads),
 # so changing the threads per job neither reruns finished jobs nor invalidates their checkpoints.
 DETECT_CLI = {k: v for k, v in DETECT.items() if k != "threads"}
-DETECT_MODELS = "fpn|c4|c5|fpn_no_topdown|fpn_no_lateral|fpn_p2_only"
+from repro.detect.config import MODELS  # noqa: E402
+
+DETECT_MODELS = "|".join(MODELS)
 DETECT_FULL = config["scale"] == "full"
 # The transfer's dataset: the detection data, or VOC 2007 (TI's Table 1) at full scale.
 DETECT_TRANSFER_DATA = (

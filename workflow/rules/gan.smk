@@ -2,13 +2,15 @@
 # al., arXiv 1708.02556). One training job per (experiment, arm, seed) so a cluster fans out; one
 # aggregate job per experiment (summary over seeds + figures); one claims job.
 
+from repro.gan.data import MIXTURE_DATASETS, STACKED_BASE  # noqa: E402
+
 GAN = config["gan"]
 GAN_RUN = list(GAN["run"])
 GAN_EXP = GAN["experiments"]
 GAN_SEEDS = list(range(GAN["seeds"]))
-GAN_MIXTURES = ("ring8", "ring6", "grid25")
+GAN_MIXTURES = MIXTURE_DATASETS
 # stacked sets are composed from a base set at load time and scored by the base set's classifier
-GAN_STACKED_BASE = {"stacked": "digits", "stacked_mnist": "mnist"}
+GAN_STACKED_BASE = STACKED_BASE
 # Tiny MLPs run fastest on one thread, and two 1-thread jobs in parallel beat one 2-thread job;
 # `gan.threads: null` falls back to the top-level `threads` (full scale).
 GAN_THREADS = GAN["threads"] or THREADS

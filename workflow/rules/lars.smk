@@ -1,6 +1,8 @@
 # LARS stage (1708.03888): the large-batch study, one job per model x arm x batch x epochs cell
 # (so a cluster runs them side by side), then one aggregate job for the JSON, figure and claims.
 
+from repro.lars import ARMS as LARS_ARMS  # noqa: E402
+
 LARS = config["lars"]
 # Small CNNs run fastest on one thread, and two 1-thread jobs beat one 2-thread job on 2 cores;
 # `lars.threads: null` falls back to the top-level `threads` (full scale).
@@ -10,7 +12,7 @@ _EXTRA_MODELS = [LARS["longer"]["model"]] * bool(LARS["longer"]["epochs"]) + [
     LARS["wide"]["model"]
 ] * bool(LARS["wide"]["batches"])
 for _m in list(LARS["models"]) + _EXTRA_MODELS:
-    for _arm in ("sgd", "lars"):
+    for _arm in LARS_ARMS:
         if _m not in LARS[_arm]["lrs"]:
             raise ValueError(
                 f"config key 'lars.{_arm}.lrs.{_m}' is missing: model {_m!r} needs an LR grid"
@@ -24,7 +26,7 @@ LARS_CELLS = list(
         [
             (m, a, b, LARS["epochs"])
             for m in LARS["models"]
-            for a in ("sgd", "lars")
+            for a in LARS_ARMS
             for b in LARS["batches"]
         ]
         + [

@@ -6,6 +6,12 @@ from typing import Any
 
 from repro.common.config import stage_config
 
+# The detection models (config ``detect.models``; the workflow's rules read this too) and the row of the
+# paper's tables each reproduces (Table 1 RPN, Table 3 Faster R-CNN).
+PAPER_ROWS: dict[str, str] = {
+    "c4": "a", "c5": "b", "fpn": "c", "fpn_no_topdown": "d", "fpn_no_lateral": "e", "fpn_p2_only": "f",
+}
+MODELS = tuple(PAPER_ROWS)
 TRANSFER_OVERRIDES = ("iterations", "lr", "warmup_iters", "lr_decay_at", "trainable_layers")
 
 

@@ -423,17 +423,13 @@ def c4_faster_rcnn(*, body: nn.Module, num_classes: int, settings: DetectorSetti
 
 SINGLE_MAP_MODELS = ("c4", "c5", "fpn_p2_only")  # one feature map for the RPN: the single-map budget
 Builder = Callable[..., FasterRCNN]
-BUILDERS: dict[str, Builder] = {
+BUILDERS: dict[str, Builder] = {  # one per name of repro.detect.config.MODELS (a test checks)
     "fpn": fpn_faster_rcnn,
     "c4": c4_faster_rcnn,
     "c5": c5_faster_rcnn,
     "fpn_no_topdown": fpn_no_topdown_faster_rcnn,
     "fpn_no_lateral": fpn_no_lateral_faster_rcnn,
     "fpn_p2_only": fpn_p2_only_faster_rcnn,
-}
-# The row of the paper's tables each model reproduces (Table 1 RPN, Table 3 Faster R-CNN).
-PAPER_ROWS: dict[str, str] = {
-    "c4": "a", "c5": "b", "fpn": "c", "fpn_no_topdown": "d", "fpn_no_lateral": "e", "fpn_p2_only": "f",
 }
 
 

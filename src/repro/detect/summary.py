@@ -17,9 +17,8 @@ from repro.common.io import read_json
 from repro.common.paper_values import all_paper_values
 from repro.common.provenance import provenance_record
 from repro.detect.claims import ARM_PAPER_ROW, FPN_CLAIMS, claim_rows, transfer_claims
-from repro.detect.config import resolve_config
+from repro.detect.config import PAPER_ROWS, resolve_config
 from repro.detect.metrics import BBOX_STATS, RPN_KEYS
-from repro.detect.models import PAPER_ROWS
 
 UNITS = ("AP/AR/mAP values are fractions in [0, 1]: means over seeds (null where a size bucket has no ground"
          " truth), per-seed values under runs (-1 there, as pycocotools); paper_reference holds the paper's %")

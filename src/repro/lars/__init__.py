@@ -3,3 +3,5 @@
 Public: :class:`repro.lars.optim.LARS` and :func:`repro.lars.optim.warmup_poly_schedule`
 (imported by other stages as ``from repro.lars.optim import LARS``).
 """
+
+ARMS = ("sgd", "lars")  # the study's two optimizers (the workflow's rules read this too)

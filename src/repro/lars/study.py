@@ -36,6 +36,7 @@ import torch
 
 from repro.common.checkpoint import RunCheckpoint
 from repro.common.distributed import DistInfo, unwrap, wrap_model
+from repro.lars import ARMS
 from repro.lars.data import StudyData
 from repro.lars.engine import Diverged, TrainState, _epoch_order, evaluate, steps_per_epoch, train
 from repro.lars.models import build_model
@@ -44,7 +45,6 @@ from repro.lars.ratios import layer_ratios
 
 __all__ = ["choose_lr", "lr_grid", "make_optimizer", "run_cell", "run_key", "scaled_lr", "warmup_epochs"]
 
-ARMS = ("sgd", "lars")
 # Config keys that do not change a cell's results (not part of its checkpoint's run identity).
 NOT_SHAPING_RUN = ("checkpoint_every", "device", "eval_batch", "threads", "runtime_min")
 
