@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from repro.common.io import atomic_savez
+from repro.common.rng import LABEL_SHUFFLE
 from repro.data.shapes import SHAPE_CLASSES, random_colour, shape_mask
 
 SIZE_RANGE = (0.5, 0.9)  # object diameter as a fraction of the image side
@@ -61,7 +62,7 @@ def _render(rng: np.random.Generator, cls: int, s: int) -> np.ndarray:
 
 def _make_split(n: int, s: int, n_classes: int, seed: int, split_id: int) -> tuple[np.ndarray, np.ndarray]:
     y = np.arange(n, dtype=np.int64) % n_classes  # balanced classes ...
-    np.random.default_rng([seed, split_id, 1 << 20]).shuffle(y)  # ... in random order
+    np.random.default_rng([seed, split_id, LABEL_SHUFFLE]).shuffle(y)  # ... in random order
     x = np.empty((n, s, s, 3), np.float32)
     for i in range(n):
         x[i] = _render(np.random.default_rng([seed, split_id, i]), int(y[i]), s)

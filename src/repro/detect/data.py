@@ -31,6 +31,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 from repro.common.io import read_json
+from repro.common.rng import HFLIP
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
@@ -247,7 +248,7 @@ class TrainView(Dataset):
     def __getitem__(self, key: tuple[int, int, int]) -> tuple[Tensor, dict[str, Tensor]]:
         step, slot, i = key
         img, target = self.base[i]
-        if self.hflip and np.random.default_rng([self.seed, step, i, 7]).random() < 0.5:
+        if self.hflip and np.random.default_rng([self.seed, step, i, HFLIP]).random() < 0.5:
             img, target = hflip_sample(img, target)
         return img, {**target, "sample_key": torch.tensor([self.seed, step, slot])}
 

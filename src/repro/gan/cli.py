@@ -30,6 +30,7 @@ from repro.common.cli import add_common_args, start
 from repro.common.device import resolve_device
 from repro.common.io import atomic_savez, atomic_torch_save, atomic_write_bytes, atomic_write_json
 from repro.common.provenance import provenance_record
+from repro.common.rng import PLOT_SUBSAMPLE
 
 
 def _log(msg: str) -> None:
@@ -207,7 +208,7 @@ def _train_ranked(args: argparse.Namespace, dist_info, device) -> int:
 
     # ---- outputs: final samples, weights, metrics CSV, results JSON
     x, gen_ids = generate(setup, cfg["plot_samples"], device=device)
-    keep = torch.from_numpy(np.random.default_rng([args.seed, 7]).permutation(len(x))[: cfg["plot_samples"]])
+    keep = torch.from_numpy(np.random.default_rng([args.seed, PLOT_SUBSAMPLE]).permutation(len(x))[: cfg["plot_samples"]])
     atomic_savez(args.samples, samples=x[keep].cpu().numpy(), generator=gen_ids[keep].cpu().numpy())
     atomic_torch_save(args.weights, {k: {n: t.cpu() for n, t in v.state_dict().items()} for k, v in setup.nets.items()})
     _write_csv(args.metrics_csv, history)

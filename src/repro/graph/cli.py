@@ -47,6 +47,7 @@ from repro.common.device import resolve_device
 from repro.common.io import atomic_savez, atomic_torch_save, atomic_write_bytes, atomic_write_json, read_json
 from repro.common.npz import open_npy, read_npz
 from repro.common.provenance import provenance_record, write_provenance
+from repro.common.rng import METRICS_SUBSAMPLE
 
 NODE_KEYS = ("video", "frame", "box", "role", "src", "track", "moving_frac", "object", "class_id", "iou", "rand_iou",
              "static_object")
@@ -213,7 +214,7 @@ def cmd_build(args: argparse.Namespace) -> dict:
     write_provenance(args.out_pairs, args.config, args.seed, started=args.started, stage="graph.build")
     stats = {"variant": args.variant, "seed": args.seed, "track": args.track, "features": str(args.features),
              "build_seconds": seconds, "n_features": int(len(feats["node"])), "feature_dim": int(feats["x"].shape[1]),
-             **graph_metrics(g, nodes, nodes["labelled"], np.random.default_rng([args.seed, 1]))}
+             **graph_metrics(g, nodes, nodes["labelled"], np.random.default_rng([args.seed, METRICS_SUBSAMPLE]))}
     stats["provenance"] = provenance_record(args.config, args.seed, started=args.started, stage="graph.build")
     atomic_write_json(args.out_stats, stats)
     return {k: stats[k] for k in ("n_parents_kept", "n_groups", "n_pairs_mix", "inter_edge_precision",

@@ -28,6 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from repro.common.distributed import DistInfo, all_reduce_mean, no_sync, shard
+from repro.common.rng import stream_seed
 from repro.lars.data import Split
 
 __all__ = ["Diverged", "TrainState", "evaluate", "steps_per_epoch", "train"]
@@ -69,7 +70,7 @@ def _micro_batches(idx: torch.Tensor, micro_batch: int) -> list[torch.Tensor]:
 
 
 def _epoch_order(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    gen = torch.Generator().manual_seed(stream_seed(seed, epoch))
     return torch.randperm(n, generator=gen).to(device)  # [n]
 
 

@@ -38,6 +38,7 @@ from torch import nn
 from tqdm import tqdm
 
 from repro.common.distributed import DistInfo, all_gather_rows, shard
+from repro.common.rng import stream_seed
 from repro.pretrain.losses import triplet_step_loss
 from repro.pretrain.models import normalize
 
@@ -99,7 +100,7 @@ def make_optimizer(params, opt_cfg: dict) -> torch.optim.Optimizer:
 
 
 def _generator(seed: int, salt: int, index: int) -> torch.Generator:
-    return torch.Generator().manual_seed((seed * 1_000_003 + index) * 2 + salt)
+    return torch.Generator().manual_seed(stream_seed(seed, index) * 2 + salt)
 
 
 def steps_per_epoch(n_pairs: int, batch: int) -> int:

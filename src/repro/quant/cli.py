@@ -21,6 +21,7 @@ from repro.common.cli import add_common_args, start
 from repro.common.device import resolve_device
 from repro.common.io import atomic_torch_save, atomic_write_json
 from repro.common.provenance import now_iso, provenance_record, write_provenance
+from repro.common.rng import PRUNED_OFFSET
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -132,7 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         popt = torch.optim.Adam(pruned.parameters(), lr=float(net_cfg["prune_lr"]), weight_decay=spec.weight_decay)
         pspec = TrainSpec(epochs=int(net_cfg["prune_epochs"]), batch_size=spec.batch_size, lr=float(net_cfg["prune_lr"]),
                           weight_decay=spec.weight_decay, schedule=spec.schedule, augment=spec.augment)
-        result["prune_train"] = train(pruned, popt, data.x_train, data.y_train, pspec, seed=args.seed + 1,
+        result["prune_train"] = train(pruned, popt, data.x_train, data.y_train, pspec, seed=args.seed + PRUNED_OFFSET,
                                       ckpt=pruned_ckpt, ckpt_every=int(cfg["checkpoint_every"]), masks=masks,
                                       augment=augment, desc="prune-retrain")
         timings["prune_train_s"] = time.perf_counter() - t0

@@ -25,6 +25,7 @@ from torch.func import functional_call
 from tqdm import tqdm
 
 from repro.common.checkpoint import RunCheckpoint
+from repro.common.rng import AUGMENT_OFFSET, AUGMENT_STRIDE, PRUNED_OFFSET, QUANT_EPOCH_STRIDE, stream_seed
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class TrainSpec:
 
 
 def _epoch_perm(n: int, seed: int, epoch: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    g = torch.Generator().manual_seed(stream_seed(seed, epoch, stride=QUANT_EPOCH_STRIDE))
     return torch.randperm(n, generator=g)
 
 
@@ -86,14 +87,14 @@ def train(
             for name, m in masks.items():
                 params[name].mul_(m)
     model.train()
-    aug_gen = torch.Generator().manual_seed(seed + 7)
+    aug_gen = torch.Generator().manual_seed(seed + AUGMENT_OFFSET)
     bar = tqdm(total=total, initial=step, desc=desc, file=sys.stderr, mininterval=5.0, disable=None)
     while step < total:
         epoch, within = divmod(step, steps_per_epoch)
         idx = _epoch_perm(n, seed, epoch)[within * spec.batch_size : (within + 1) * spec.batch_size].to(x.device)
         xb, yb = x[idx], y[idx]
         if augment is not None:
-            aug_gen.manual_seed(seed * 7919 + step)  # resumable: depends on the step only
+            aug_gen.manual_seed(stream_seed(seed, step, stride=AUGMENT_STRIDE))  # resumable: depends on the step only
             xb = augment(xb, aug_gen)
         for group in optimizer.param_groups:
             group["lr"] = spec.lr_at(step, total)
@@ -220,7 +221,7 @@ def finetune_centres(
     model.eval()
     n = x.shape[0]
     for epoch in range(epochs):
-        perm = _epoch_perm(n, seed + 1, epoch).to(x.device)
+        perm = _epoch_perm(n, seed + PRUNED_OFFSET, epoch).to(x.device)
         for s in range(0, n, batch_size):
             idx = perm[s : s + batch_size]
             logits = functional_call(model, params_from_values(model, layout, c[labels]), (x[idx],))

@@ -33,6 +33,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vjp, vmap
 
+from repro.common.rng import HESSIAN_OFFSET
+
 METHODS = ("ggn", "hvp", "hutchinson")
 
 
@@ -193,7 +195,7 @@ def net_hessians(model: nn.Module, optimizer: torch.optim.Adam, names: list[str]
     (Sec. 3.5). Returns the weights and a summary (sample counts, seconds, Spearman correlations)."""
     from scipy import stats
 
-    g = torch.Generator().manual_seed(seed + 12345)
+    g = torch.Generator().manual_seed(seed + HESSIAN_OFFSET)
     n = min(int(hc["n_samples"]), x.shape[0])
     idx = torch.randperm(x.shape[0], generator=g)[:n].to(x.device)
     floor = float(hc["floor"])
