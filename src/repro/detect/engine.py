@@ -57,6 +57,13 @@ def write_train_log(path: Path, rows: Sequence[Sequence[float]]) -> None:
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
 
 
+def build_optimizer(model: torch.nn.Module, cfg: dict[str, Any]) -> torch.optim.Optimizer:
+    """Synchronous SGD over the trainable parameters (FPN Sec. 5.1: momentum 0.9, weight decay 1e-4 at full
+    scale); frozen layers get no optimizer state."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
+
+
 def _to_device(images: list[Tensor], targets: list[dict], device: torch.device):
     return [im.to(device, non_blocking=True) for im in images], [
         {k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets
