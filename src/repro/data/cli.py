@@ -55,6 +55,14 @@ def _download(args: argparse.Namespace) -> dict:
     return download_dataset(args.config, args.out, args.cache, retries=args.retries)
 
 
+def _imagenet(args: argparse.Namespace) -> dict:
+    from repro.data.imagenet import prepare_imagenet
+
+    if args.inp is None:
+        raise SystemExit("imagenet: --in is required (the folder holding the ILSVRC2012 release tars)")
+    return prepare_imagenet(args.inp, args.out)
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], dict], str]] = {
     "videos": (_videos, "synthetic videos of moving textured objects + ground truth (TI mining)"),
     "detection": (_detection, "synthetic COCO-format detection set with small/medium/large objects (FPN)"),
@@ -62,6 +70,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], dict], str]] = {
     "digits": (_digits, "scikit-learn's handwritten digits, split train/test (GANs, quantization)"),
     "classification": (_classification, "synthetic 10-class small-image set (LARS study)"),
     "download": (_download, "download, verify and extract one real dataset (full scale)"),
+    "imagenet": (_imagenet, "verify the user's ILSVRC2012 release tars and unpack them (full scale)"),
 }
 
 
@@ -74,12 +83,14 @@ def get_args_parser() -> argparse.ArgumentParser:
         if name == "download":
             p.add_argument("--cache", type=Path, help="folder for partial/verified archives")
             p.add_argument("--retries", type=int, default=3)
+        if name == "imagenet":
+            p.add_argument("--in", dest="inp", type=Path, help="folder holding the ILSVRC2012 release tars")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    if args.what != "download":  # a download spec is checked by repro.data.download itself
+    if args.what not in ("download", "imagenet"):  # these check their own inputs
         from repro.common.config import check_config
 
         check_config(args.config, f"data.{args.what}")  # before any work: a bad value is named
