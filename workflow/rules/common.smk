@@ -111,8 +111,29 @@ def detection_input():
     return "results/data/detection" if source == "synthetic" else raw_dataset(source)
 
 
+IMAGENET_TARS = os.path.expanduser(
+    config["data"]["classification"].get("imagenet_tars", "")
+)
+
+
+def imagenet_archives(wildcards):
+    """The user's ILSVRC2012 release tars (data.classification.imagenet_tars); a missing one stops the
+    DAG with its name and md5."""
+    from repro.data.imagenet import archive_paths
+
+    if not IMAGENET_TARS:
+        raise ValueError(
+            "config key 'data.classification.imagenet_tars' is missing: source imagenet needs the folder"
+            " holding the ILSVRC2012 release tars"
+        )
+    return [str(p) for p in archive_paths(IMAGENET_TARS).values()]
+
+
 def classification_input():
+    """The LARS study's data: synthetic set, CIFAR-10 download or unpacked ImageNet (data.smk)."""
     source = config["data"]["classification"]["source"]
+    if source == "imagenet":
+        return "results/data/imagenet"
     return (
         "results/data/classification.npz"
         if source == "synthetic"

@@ -128,3 +128,27 @@ rule download:
     shell:
         "python -m repro.data download --config {params.spec:q} --out {output}"
         " --cache {params.cache} > {log} 2>&1"
+
+
+# ImageNet cannot be downloaded: the user's release tars are checked against torchvision's md5s and
+# unpacked by torchvision's parsers (meta.bin, train/<wnid>/, val/<wnid>/).
+rule imagenet:
+    input:
+        imagenet_archives,
+    output:
+        directory("results/data/imagenet"),
+    log:
+        "results/logs/data/imagenet.log",
+    benchmark:
+        "results/benchmarks/data/imagenet.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=720,
+    params:
+        tars=IMAGENET_TARS,
+    shell:
+        "python -m repro.data imagenet --threads {threads} --in {params.tars:q} --out {output}"
+        " > {log} 2>&1"

@@ -7,6 +7,12 @@ LARS = config["lars"]
 # Small CNNs run fastest on one thread, and two 1-thread jobs beat one 2-thread job on 2 cores;
 # `lars.threads: null` falls back to the top-level `threads` (full scale).
 LARS_THREADS = LARS["threads"] or THREADS
+# ImageNet is read from its JPEG files by DataLoader processes (one per thread) at the crop size.
+LARS_IMAGENET = config["data"]["classification"]["source"] == "imagenet"
+if LARS_IMAGENET and "image_size" not in LARS:
+    raise ValueError(
+        "config key 'lars.image_size' is missing: ImageNet data needs the side of its crops (paper: 224)"
+    )
 
 _EXTRA_MODELS = [LARS["longer"]["model"]] * bool(LARS["longer"]["epochs"]) + [
     LARS["wide"]["model"]
@@ -76,7 +82,7 @@ rule lars_cell:
         "../../envs/torch.yaml"
     threads: LARS_THREADS
     resources:
-        mem_mb=4000,
+        mem_mb=32000 if LARS_IMAGENET else 4000,
         runtime=LARS["runtime_min"],
         gpu=GPUS_PER_JOB,
         cpus_per_task=ddp_cpus,

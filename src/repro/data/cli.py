@@ -50,6 +50,12 @@ def _download(args: argparse.Namespace) -> dict:
     return download_dataset(args.config, args.out, args.cache)
 
 
+def _imagenet(args: argparse.Namespace) -> dict:
+    from repro.data.imagenet import prepare_imagenet
+
+    return prepare_imagenet(args.inp, args.out)
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], dict], str]] = {
     "videos": (_videos, "synthetic videos of moving textured objects + ground truth (TI mining)"),
     "detection": (_detection, "synthetic COCO-format detection set with small/medium/large objects (FPN)"),
@@ -57,6 +63,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], dict], str]] = {
     "digits": (_digits, "scikit-learn's handwritten digits, split train/test (GANs, quantization)"),
     "classification": (_classification, "synthetic 10-class small-image set (LARS study)"),
     "download": (_download, "download, verify and extract one real dataset (full scale)"),
+    "imagenet": (_imagenet, "verify the user's ILSVRC2012 release tars and unpack them (full scale)"),
 }
 
 
@@ -68,13 +75,15 @@ def get_args_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", type=Path, required=True, help="output file or folder (from the rule)")
         if name == "download":
             p.add_argument("--cache", type=Path, required=True, help="folder for partial and verified archives")
+        if name == "imagenet":
+            p.add_argument("--in", dest="inp", type=Path, required=True, help="folder holding the ILSVRC2012 release tars")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    # a download spec is checked by repro.data.download itself (its own errors name the file)
-    start(args, None if args.command == "download" else f"data.{args.command}")
+    # a download spec and the ImageNet tars are checked by their modules (their errors name the file)
+    start(args, None if args.command in ("download", "imagenet") else f"data.{args.command}")
     stats = COMMANDS[args.command][0](args)
     write_provenance(args.out, args.config, args.seed, started=args.started, stage=f"data.{args.command}")
     return done("repro.data", args, {"out": str(args.out), **stats})

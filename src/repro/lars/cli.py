@@ -27,7 +27,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="cmd", required=True)
     cell = add_common_args(sub.add_parser("cell", help="train one cell of the study"))
     cell.add_argument("--in", dest="inp", type=Path, required=True,
-                      help="classification data: the synthetic .npz or a CIFAR-10 folder")
+                      help="classification data: the synthetic .npz, a CIFAR-10 folder or an unpacked ImageNet folder")
     cell.add_argument("--out", type=Path, required=True, help="the cell's result JSON")
     cell.add_argument("--checkpoint-dir", type=Path, default=None, help="resume/checkpoint folder")
     cell.add_argument("--model", required=True, help="alexnet | alexnet_bn")
@@ -57,7 +57,8 @@ def _cell(args: argparse.Namespace) -> int:
         ckpt = RunCheckpoint(args.checkpoint_dir, run_identity(
             stage="lars.cell", config=cfg, seed=args.seed, ignore=NOT_SHAPING_RUN, inputs={"data": args.inp},
             model=args.model, arm=args.arm, batch=args.batch, epochs=args.epochs), is_main=info.is_main)
-        data = prepare(arrays, val_fraction=cfg["val_fraction"], device=device)
+        data = prepare(arrays, val_fraction=cfg["val_fraction"], device=device, image_size=cfg.get("image_size"),
+                       workers=args.threads)  # ImageNet: crop size, DataLoader processes
         result = _cell_result(args, cfg, data, device, info, started, ckpt)
         if info.is_main:
             atomic_write_json(args.out, result)
@@ -68,6 +69,7 @@ def _cell(args: argparse.Namespace) -> int:
 
 def _cell_result(args: argparse.Namespace, cfg: dict[str, Any], data: Any, device: Any, info: Any,
                  started: str, ckpt: Any) -> dict[str, Any]:
+    from repro.lars.data import source_of
     from repro.lars.study import run_cell
 
     seeds = [args.seed + i for i in range(cfg["seeds"])]
@@ -86,7 +88,7 @@ def _cell_result(args: argparse.Namespace, cfg: dict[str, Any], data: Any, devic
         "batch": args.batch,
         "epochs": args.epochs,
         "seeds": seeds,
-        "data": {"path": str(args.inp), "n_train": len(data.train), "n_val": len(data.val),
+        "data": {"path": str(args.inp), "source": source_of(args.inp), "n_train": len(data.train), "n_val": len(data.val),
                  "n_test": len(data.test), "image_size": data.image_size, "num_classes": data.num_classes},
         **result,
         "world_size": info.world_size,
@@ -96,11 +98,13 @@ def _cell_result(args: argparse.Namespace, cfg: dict[str, Any], data: Any, devic
 
 def _scale_note(cfg: dict[str, Any], cells: list[dict[str, Any]]) -> str:
     """What differs from the paper's protocol (ImageNet, 100 epochs, 512 -> 8K / 32K), for every row."""
+    from repro.lars.data import dataset_name
+
     d = cells[0]["data"] if cells else {}
     batches = sorted(cfg["batches"])
     wide = cfg["wide"]
     steps_hi = -(-int(d.get("n_train", 0)) // batches[-1]) * int(cfg["epochs"])
-    src = "CIFAR-10" if Path(d.get("path", "")).suffix != ".npz" else "synthetic 10-class shapes"
+    src = dataset_name(d.get("path", ""), d.get("source"))
     wide_note = (f"; {wide['model']}/{wide['arm']} also at {wide['batches']} for the paper's 64x span"
                  if wide["batches"] else "")
     sgd, lars = cfg["sgd"], cfg["lars"]
@@ -124,6 +128,7 @@ def _scale_note(cfg: dict[str, Any], cells: list[dict[str, Any]]) -> str:
 
 def _aggregate(args: argparse.Namespace) -> int:
     from repro.lars.claims import build_claims, paper_curves, summarize_cells
+    from repro.lars.data import dataset_name
     from repro.lars.figures import plot_study
 
     cfg = args.config
@@ -140,7 +145,7 @@ def _aggregate(args: argparse.Namespace) -> int:
     note = _scale_note(cfg, cells)
     rows = build_claims(summary, cfg, scale_note=note)
     write_claims(args.claims, rows)
-    dataset = "CIFAR-10" if Path(cells[0]["data"]["path"]).suffix != ".npz" else "synthetic shapes"
+    dataset = dataset_name(cells[0]["data"]["path"], cells[0]["data"].get("source"))
     plot_study(summary, cfg, paper_curves(), args.figure, dataset=dataset)
     write_provenance(args.figure, cfg, args.seed, started=started, stage="lars.aggregate")
     runs = [

@@ -6,7 +6,10 @@ are split into micro-batches whose gradients are accumulated before the step, as
 gradient; with BatchNorm the batch statistics are per micro-batch (paper pitfall, noted in claims).
 
 The data order of epoch ``e`` is a permutation drawn from ``(seed, e)``, so a run resumed from a
-checkpoint at step ``t`` continues with exactly the batches it would have seen.
+checkpoint at step ``t`` continues with exactly the batches it would have seen. The split hands out
+the images of each micro-batch (:meth:`repro.lars.data.Split.batches`: indexing tensors in memory;
+:class:`repro.lars.data.ImageSplit`: a DataLoader over image files, told the epoch's remaining
+micro-batches up front so it decodes ahead of the step).
 
 Under DDP (``repro.common.distributed``) every rank draws the same global batch and splits each
 micro-batch of it strided over the ranks; each rank's loss is its share of the global mean
@@ -29,7 +32,7 @@ from tqdm import tqdm
 
 from repro.common.distributed import DistInfo, all_reduce_mean, no_sync, shard
 from repro.common.rng import stream_seed
-from repro.lars.data import Split
+from repro.lars.data import ImageSplit, Split
 
 __all__ = ["Diverged", "TrainState", "evaluate", "steps_per_epoch", "train"]
 
@@ -74,11 +77,22 @@ def _epoch_order(n: int, seed: int, epoch: int, device: torch.device) -> torch.T
     return torch.randperm(n, generator=gen).to(device)  # [n]
 
 
+def _epoch_plan(order: torch.Tensor, first: int, spe: int, batch_size: int, micro_batch: int,
+                dist: DistInfo) -> list[tuple[int, list[torch.Tensor]]]:
+    """Steps ``first`` .. ``spe - 1`` of an epoch in ``order``: each step's global batch size and this
+    rank's indices of each of its micro-batches."""
+    plan = []
+    for k in range(first, spe):
+        idx = order[k * batch_size : (k + 1) * batch_size]  # [B] (partial at the end of an epoch)
+        plan.append((len(idx), [shard(chunk, dist) for chunk in _micro_batches(idx, micro_batch)]))
+    return plan
+
+
 def train(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
-    data: Split,
+    data: Split | ImageSplit,
     *,
     batch_size: int,
     micro_batch: int,
@@ -103,21 +117,21 @@ def train(
     model.train()
     bar = tqdm(total=total, initial=state.step, desc=desc, file=sys.stderr, mininterval=10.0, leave=False,
                disable=not dist.is_main)
-    order = None
-    order_epoch = -1
+    plan_epoch, first = -1, 0
     while state.step < total:
         epoch, k = divmod(state.step, spe)
-        if epoch != order_epoch:
-            order, order_epoch = _epoch_order(n, seed, epoch, data.x.device), epoch
-        idx = order[k * batch_size : (k + 1) * batch_size]  # [B] (partial at the end of an epoch)
+        if epoch != plan_epoch:  # this rank's micro-batches of the rest of the epoch, and their images
+            order = _epoch_order(n, seed, epoch, data.x.device)
+            plan, plan_epoch, first = _epoch_plan(order, k, spe, batch_size, micro_batch, dist), epoch, k
+            feed = data.batches([local for _, chunks in plan for local in chunks], seed=seed, epoch=epoch)
+        n_batch, chunks = plan[k - first]
         optimizer.zero_grad(set_to_none=True)
         loss_sum = torch.zeros((), device=data.x.device)
-        chunks = _micro_batches(idx, micro_batch)
-        for j, chunk in enumerate(chunks):  # gradient accumulation, the paper's iter_size
-            local = shard(chunk, dist)  # this rank's part of the micro-batch (all of it with one process)
+        for j, local in enumerate(chunks):  # gradient accumulation, the paper's iter_size
+            x, y = next(feed)  # the images and labels of `local`, this rank's part of the micro-batch
             with no_sync(model, j < len(chunks) - 1):
-                logits = model(data.x[local])  # [b, C]
-                loss = F.cross_entropy(logits, data.y[local]) * (len(local) * dist.world_size / len(idx))
+                logits = model(x)  # [b, C]
+                loss = F.cross_entropy(logits, y) * (len(local) * dist.world_size / n_batch)
                 loss.backward()
             loss_sum += loss.detach()
         value = float(all_reduce_mean(loss_sum, dist))  # the global batch's loss, the same on every rank
@@ -140,13 +154,12 @@ def train(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Split, *, batch_size: int = 1024) -> dict[str, float]:
+def evaluate(model: nn.Module, data: Split | ImageSplit, *, batch_size: int = 1024) -> dict[str, float]:
     """Top-1 accuracy (%) and mean cross-entropy on ``data`` in eval mode (BN running statistics)."""
     was_training = model.training
     model.eval()
     correct, loss_sum = 0, 0.0
-    for start in range(0, len(data), batch_size):
-        x, y = data.x[start : start + batch_size], data.y[start : start + batch_size]
+    for x, y in data.eval_batches(batch_size):
         logits = model(x)  # [b, C]
         loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
         correct += int((logits.argmax(1) == y).sum())

@@ -1,0 +1,112 @@
+"""ImageNet (ILSVRC2012) from the user's release tars: verify, unpack, open (LARS at full scale).
+
+ImageNet cannot be downloaded by the pipeline: the user supplies the three release archives
+(``ILSVRC2012_img_train.tar``, ``ILSVRC2012_img_val.tar``, ``ILSVRC2012_devkit_t12.tar.gz``) in one
+folder. :func:`verify_archives` checks every one of them against the md5 that torchvision's
+``ImageNet`` class checks (``torchvision.datasets.imagenet.ARCHIVE_META``, read at call time) before
+anything is unpacked, and names the file and its expected md5 when one is missing or differs.
+:func:`prepare_imagenet` then unpacks them with torchvision's own parsers into the layout its
+``ImageNet`` class reads (``meta.bin``, ``train/<wnid>/*.JPEG``, ``val/<wnid>/*.JPEG``), in a
+temporary folder renamed into place at the end; :func:`open_imagenet` opens one split of it.
+torchvision's parsers check the same md5s again as they unpack.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from repro.common.errors import InputError
+from repro.data.download import file_digests
+
+__all__ = ["ARCHIVE_KEYS", "ImageNetArchiveError", "archive_paths", "is_prepared", "open_imagenet",
+           "prepare_imagenet", "verify_archives"]
+
+ARCHIVE_KEYS = ("devkit", "train", "val")  # the order torchvision parses them in (val needs the devkit)
+META_FILE = "meta.bin"
+
+
+class ImageNetArchiveError(InputError):
+    """A release tar is missing or does not match its published md5; the message names both."""
+
+
+def _archive_meta() -> dict[str, tuple[str, str]]:
+    from torchvision.datasets import imagenet
+
+    return imagenet.ARCHIVE_META
+
+
+def archive_paths(folder: str | os.PathLike) -> dict[str, Path]:
+    """The three release tars' paths in ``folder``, by torchvision's keys (devkit, train, val);
+    :class:`ImageNetArchiveError` naming each one that is not there, with its md5."""
+    meta = _archive_meta()
+    paths = {key: Path(folder) / meta[key][0] for key in ARCHIVE_KEYS}
+    missing = [key for key, path in paths.items() if not path.is_file()]
+    if missing:
+        raise ImageNetArchiveError(
+            f"ImageNet folder {folder} lacks "
+            + ", ".join(f"{paths[k].name} (md5 {meta[k][1]})" for k in missing)
+            + ": put the ILSVRC2012 release tars there (they cannot be downloaded by the pipeline)")
+    return paths
+
+
+def verify_archives(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Check that ``folder`` holds the three tars with their published md5s; return each one's record
+    (file, bytes, md5). Every tar's presence is checked before any is hashed (the train tar is 138 GB)."""
+    meta = _archive_meta()
+    paths = archive_paths(folder)
+    records = {}
+    for key, path in paths.items():
+        md5 = file_digests(path, ("md5",))["md5"]
+        if md5 != meta[key][1]:
+            raise ImageNetArchiveError(
+                f"{path}: md5 {md5} does not match the published md5 {meta[key][1]} of {meta[key][0]} "
+                "(a truncated copy or another file?)")
+        records[key] = {"file": str(path), "bytes": path.stat().st_size, "md5": md5}
+    return records
+
+
+def prepare_imagenet(folder: str | os.PathLike, out_dir: str | os.PathLike) -> dict[str, Any]:
+    """Verify the tars in ``folder`` and unpack them into ``out_dir`` with torchvision's parsers;
+    return a summary (tars, classes, images per split)."""
+    from torchvision.datasets.imagenet import parse_devkit_archive, parse_train_archive, parse_val_archive
+
+    records = verify_archives(folder)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        # An absolute `file` is joined to `root` as itself: the tars stay where the user keeps them.
+        parse_devkit_archive(str(tmp), file=records["devkit"]["file"])
+        parse_train_archive(str(tmp), file=records["train"]["file"])
+        parse_val_archive(str(tmp), file=records["val"]["file"])
+        os.chmod(tmp, 0o755)  # mkdtemp made it 0700
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    train, val = open_imagenet(out_dir, "train"), open_imagenet(out_dir, "val")
+    return {"archives": records, "classes": len(train.wnids), "train": len(train), "val": len(val)}
+
+
+def is_prepared(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder :func:`prepare_imagenet` wrote (``meta.bin`` beside train/ and val/)."""
+    path = Path(path)
+    return (path / META_FILE).is_file() and (path / "train").is_dir() and (path / "val").is_dir()
+
+
+def open_imagenet(path: str | os.PathLike, split: str) -> Any:
+    """torchvision's ``ImageNet`` dataset of one split (``train`` or ``val``) of a prepared folder:
+    ``samples`` [(file, class index)], ``wnids``, ``classes``; images load as PIL RGB."""
+    from torchvision.datasets import ImageNet
+
+    if not is_prepared(path):
+        raise FileNotFoundError(
+            f"{path}: not an unpacked ImageNet folder (expected {META_FILE}, train/ and val/ as written by "
+            "`python -m repro.data imagenet`)")
+    return ImageNet(str(path), split=split)
