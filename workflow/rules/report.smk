@@ -13,6 +13,8 @@ rule report:
             caption="../report/report_page.rst",
             category="Report",
         ),
+        # the README's results table (python -m repro.report.readme puts it into README.md)
+        summary="results/report/summary.md",
     log:
         "results/logs/report/report.log",
     benchmark:
@@ -30,7 +32,10 @@ rule report:
         benchmarks="results/benchmarks",
     shell:
         "python -m repro.report --config {params.cfg:q} --claims {input.claims} --figures {input.figures}"
-        " --benchmarks {params.benchmarks} --out-csv {output.csv} --out-html {output.html} > {log} 2>&1"
+        " --benchmarks {params.benchmarks} --out-csv {output.csv} --out-html {output.html}"
+        " --out-summary {output.summary} > {log} 2>&1"
 
 
-register_targets(rules.report.output.csv, rules.report.output.html)
+register_targets(
+    rules.report.output.csv, rules.report.output.html, rules.report.output.summary
+)
