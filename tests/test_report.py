@@ -178,3 +178,40 @@ def test_readme_table_from_the_run(fixture_run: Path, tmp_path: Path) -> None:
     update_readme(readme, summary)  # replaces its own block, once
     text = readme.read_text()
     assert text.startswith("# title\n\n" + BEGIN) and text.count(BEGIN) == 1 and END in text and "intro" in text
+
+
+def test_scale_trend_config_scales_only_the_stages_data_and_steps() -> None:
+    from repro.report.trend import scaled_config
+
+    cfg = {"data": {"detection": {"n_train": 400, "n_val": 100}},
+           "gan": {"experiments": {"ring8": {"steps": 3000, "lr": 0.002}, "digits": {"steps": 2000}}},
+           "lars": {"epochs": 8, "longer": {"epochs": [16]}}}
+    gan = scaled_config(cfg, "gan", 4)
+    assert gan["gan"]["experiments"]["ring8"] == {"steps": 12000, "lr": 0.002}
+    assert gan["gan"]["experiments"]["digits"]["steps"] == 8000 and gan["lars"] == cfg["lars"]
+    assert scaled_config(cfg, "fpn", 2)["data"]["detection"] == {"n_train": 800, "n_val": 100}
+    assert scaled_config(cfg, "lars", 2)["lars"] == {"epochs": 16, "longer": {"epochs": [32]}}
+    assert cfg["gan"]["experiments"]["ring8"]["steps"] == 3000  # a copy
+    with pytest.raises(ValueError, match="no scaled keys"):
+        scaled_config(cfg, "nope", 2)
+
+
+def test_scale_trend_plot_and_the_report_embeds_it(tmp_path: Path) -> None:
+    from repro.report.trend import main as trend_main
+
+    def claims(name: str, shift: float) -> Path:
+        write_claims(tmp_path / name, [_tested("fix_fails", [-0.03 + shift, -0.02 + shift, -0.025 + shift]),
+                                       _tested("fix_holds", [0.4, 0.41, 0.42])])
+        return tmp_path / name
+
+    out = tmp_path / "scale_trend" / "fpnfix" / "trend.png"
+    assert trend_main(["plot", "--stage", "fpnfix", "--default", str(claims("d.json", 0.0)),
+                       "--scaled", f"2={claims('x2.json', 0.02)}", f"4={claims('x4.json', 0.04)}",
+                       "--out-png", str(out), "--out-csv", str(out.with_suffix(".csv"))]) == 0
+    table = pd.read_csv(out.with_suffix(".csv"))
+    assert set(table["claim_id"]) == {"fix_fails"} and list(table["factor"]) == [1, 2, 4]  # holds at 1x: no trend
+    assert out.stat().st_size > 5_000
+    page = tmp_path / "r" / "index.html"
+    assert main(["--out-csv", str(tmp_path / "c.csv"), "--out-html", str(page),
+                 "--trend-dir", str(tmp_path / "scale_trend")]) == 0
+    assert "Where each failing claim is heading" in page.read_text() and "fpnfix: claims against scale" in page.read_text()

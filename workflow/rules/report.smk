@@ -30,10 +30,12 @@ rule report:
         # is a launch setting like --cores, and leaving it out keeps existing reports up to date
         cfg=as_json({k: v for k, v in config.items() if k != "gpus_per_job"}),
         benchmarks="results/benchmarks",
+        # the opt-in scale_trend's figures, embedded when present (not inputs: never run by the default)
+        trend="results/scale_trend",
     shell:
         "python -m repro.report --config {params.cfg:q} --claims {input.claims} --figures {input.figures}"
         " --benchmarks {params.benchmarks} --out-csv {output.csv} --out-html {output.html}"
-        " --out-summary {output.summary} > {log} 2>&1"
+        " --out-summary {output.summary} --trend-dir {params.trend} > {log} 2>&1"
 
 
 register_targets(

@@ -27,6 +27,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out-csv", type=Path, required=True)
     parser.add_argument("--out-html", type=Path, required=True)
     parser.add_argument("--out-summary", type=Path, help="the README's results table (Markdown)")
+    parser.add_argument("--trend-dir", type=Path, help="scale_trend's folder: its */trend.png are embedded if present")
     return parser
 
 
@@ -62,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     table["n_needed"] = table["n_needed"].astype("Int64")
     args.out_csv.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(args.out_csv, table.to_csv(index=False).encode())
-    page = render(claims, summary, overview, dict(stage_figures), prov, wall)
+    trend = sorted(args.trend_dir.glob("*/trend.png")) if args.trend_dir is not None else []
+    page = render(claims, summary, overview, dict(stage_figures), prov, wall, trend_figures=trend)
     atomic_write_bytes(args.out_html, page.encode())
     write_provenance(args.out_html, args.config, None, started=args.started, stage="report")
     if args.out_summary is not None:

@@ -144,6 +144,16 @@ def _summary_table(summary: pd.DataFrame) -> str:
     return f"<table>{SUMMARY_HEAD}{''.join(rows)}</table>"
 
 
+def _trend_section(paths: list[Path]) -> str:
+    """The opt-in scale_trend figures: each failing or inconclusive claim at 1x, 2x and 4x the default."""
+    if not paths:
+        return ""
+    return ("<h2>Where each failing claim is heading</h2><p>The stage rerun at 2x and 4x the default's data and "
+            "steps (<code>snakemake scale_trend</code>): each claim that fails or is inconclusive at the default, "
+            "its mean and 95% CI against scale beside the paper's value.</p>"
+            + "".join(_figure(p, f"{p.parent.name}: claims against scale", "forest") for p in paths))
+
+
 def render(
     claims: pd.DataFrame,
     summary: pd.DataFrame,
@@ -151,6 +161,8 @@ def render(
     stage_figures: dict[str, list[Path]],
     provenance: dict[str, Any],
     wall_times: pd.DataFrame,
+    *,
+    trend_figures: list[Path] | None = None,
 ) -> str:
     """The whole page: summary, one section per paper, the stages' figures, provenance."""
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>repro report</title><style>{CSS}</style></head><body>"]
@@ -174,6 +186,7 @@ def render(
                                  "forest"))
         for _, stage_rows in rows.groupby("stage", sort=False):
             parts.append(_claims_table(stage_rows))
+    parts.append(_trend_section(trend_figures or []))
     if stage_figures:
         parts.append("<h2>Figures by stage</h2>")
         for stage, paths in sorted(stage_figures.items()):
