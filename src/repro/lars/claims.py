@@ -2,7 +2,7 @@
 
 Every accuracy claim is a difference of top-1 test accuracy (percentage points) between two cells,
 paired by seed (same seed = same initialisation and data order), at each cell's chosen LR; its mean
-and 95% CI are over the seeds, and the verdict comes from the CI (``verdict_from_ci``):
+and 95% CI are over the seeds, and the verdict comes from the CI (``one_sample_test``):
 - "drops" (SGD, Table 1) and "beats" (LARS vs SGD) hold when the whole CI is on the claimed side of 0;
 - "holds accuracy" (LARS, Table 3) and Table 5's "longer training recovers the small-batch accuracy"
   hold when the whole CI is above ``-hold_tolerance_pp`` (1 pp, fixed before any run) and fail when it
@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from repro.common.claims import ClaimRow, ci95, verdict_from_ci
+from repro.common.claims import ClaimRow, TestResult, ci95, one_sample_test
 from repro.common.paper_values import all_paper_values
 from repro.lars.ratios import ratio_spread
 
@@ -151,19 +151,18 @@ def paper_spans(curves: dict[str, list[tuple[float, float]]], model: str, arm: s
 
 
 def _paired(
-    summary: dict[tuple, dict[str, Any]], a: tuple, b: tuple
-) -> tuple[float | None, list[float] | None, int, str]:
-    """Mean and CI of acc(a) - acc(b) over the seeds both cells have; note on what is missing."""
+    summary: dict[tuple, dict[str, Any]], a: tuple, b: tuple, *, threshold: float = 0.0, higher: bool = True
+) -> tuple[TestResult, str]:
+    """The test of acc(a) - acc(b) against ``threshold`` over the seeds both cells have; note on what is missing."""
     if a not in summary or b not in summary:
         missing = [k for k in (a, b) if k not in summary]
-        return None, None, 0, f"cell(s) {missing} not in this study's config"
+        return one_sample_test([], threshold=threshold, higher_is_better=higher), f"cell(s) {missing} not in this study's config"
     sa, sb = summary[a]["test_acc_by_seed"], summary[b]["test_acc_by_seed"]
     seeds = sorted(set(sa) & set(sb))
-    mean, ci = ci95([sa[s] - sb[s] for s in seeds])
     note = ""
     if not seeds:
         note = "no seed with an accuracy in both cells (every LR or seed diverged)"
-    return mean, ci, len(seeds), note
+    return one_sample_test([sa[s] - sb[s] for s in seeds], threshold=threshold, higher_is_better=higher), note
 
 
 def _fmt(summary: dict[tuple, dict[str, Any]], key: tuple) -> str:
@@ -205,14 +204,13 @@ def build_claims(
 
     def row(claim_id: str, claim: str, where: str, paper_value: float, a: tuple, b: tuple, threshold: float,
             higher: bool, how: str) -> None:
-        mean, ci, n, missing = _paired(summary, a, b)
+        test, missing = _paired(summary, a, b, threshold=threshold, higher=higher)
         entry = _entry(claim_id)
         note = f"{how}; ours: {_fmt(summary, a)} vs {_fmt(summary, b)}. {missing + '. ' if missing else ''}{scale_note}"
         rows.append(ClaimRow(
             paper=PAPER, claim_id=claim_id, claim=entry.get("claim", claim),
             metric=f"{UNITS['pp']} ({entry.get('where', where)})", paper_value=round(paper_value, 2),
-            ours_mean=mean, ours_ci95=ci, n_seeds=n,
-            verdict=verdict_from_ci(ci, threshold=threshold, higher_is_better=higher), scale_note=note,
+            scale_note=note, **test.fields(),
         ))
 
     for spec in SPECS:
@@ -278,8 +276,8 @@ def _table5_rows(summary: dict[tuple, dict[str, Any]], cfg: dict[str, Any], curv
             continue
         claim_id = T5_ID if int(x) == 2 * PAPER_EPOCHS else f"{T5_ID}_e{int(x)}"
         a, b = (model, arm, b_hi, e), (model, arm, b_lo, epochs)
-        mean, ci, n, missing = _paired(summary, a, b)
-        same_b, _, _, _ = _paired(summary, a, (model, arm, b_hi, epochs))
+        test, missing = _paired(summary, a, b, threshold=-tol)
+        same_b = _paired(summary, a, (model, arm, b_hi, epochs))[0].ours_mean
         extra = f" For reference acc(B={b_hi}, {e} epochs) - acc(B={b_hi}, {epochs} epochs) = " + (
             f"{same_b:+.1f} pp." if same_b is not None else "n/a.")
         entry = _entry(claim_id)
@@ -288,8 +286,7 @@ def _table5_rows(summary: dict[tuple, dict[str, Any]], cfg: dict[str, Any], curv
             claim=entry.get("claim", f"{model} {arm} at 32K for {int(x)} epochs recovers the 512-batch accuracy "
                                      f"of {PAPER_EPOCHS} epochs: {paper_long} vs {base}."),
             metric=f"{UNITS['pp']} ({entry.get('where', 'Tables 3 and 5')})",
-            paper_value=round(paper_long - base, 2), ours_mean=mean, ours_ci95=ci, n_seeds=n,
-            verdict=verdict_from_ci(ci, threshold=-tol, higher_is_better=True),
+            paper_value=round(paper_long - base, 2), **test.fields(),
             scale_note=(f"acc(B={b_hi}, {e} epochs) - acc(B={b_lo}, {epochs} epochs) ({T5_SPAN}x, paper 32K at "
                         f"{int(x)} vs 512 at {PAPER_EPOCHS}), {arm.upper()}; holds if the CI is above -{tol:g} pp; "
                         f"ours: {_fmt(summary, a)} vs {_fmt(summary, b)}.{extra} "
@@ -306,7 +303,6 @@ def _spread_row(summary: dict[tuple, dict[str, Any]], cfg: dict[str, Any], scale
         return None
     threshold = float(cfg["claims"]["ratio_spread_min"])
     spreads = list(cell["ratio_spread_by_seed"].values())
-    mean, ci = ci95(spreads)
     ext = ratio_spread(cell["layer_ratios"]) if cell["layer_ratios"] else None
     first = (f"first seed: {ext['min']:.3g} ({ext['min_layer']}) to {ext['max']:.3g} ({ext['max_layer']}); "
              if ext else "")
@@ -320,8 +316,7 @@ def _spread_row(summary: dict[tuple, dict[str, Any]], cfg: dict[str, Any], scale
         paper=PAPER, claim_id=SPREAD_ID,
         claim=entry.get("claim", "||w||/||grad L|| varies widely between layers (AlexNet-BN, first iteration)."),
         metric=f"{UNITS['x']} of ||w||/||grad L|| over conv/fc weights ({entry.get('where', 'Table 2')})",
-        paper_value=round(SPREAD_PAPER, 1), ours_mean=mean, ours_ci95=ci, n_seeds=len(spreads),
-        verdict=verdict_from_ci(ci, threshold=threshold, higher_is_better=True),
+        paper_value=round(SPREAD_PAPER, 1), **one_sample_test(spreads, threshold=threshold).fields(),
         scale_note=(f"max/min of ||w||/||grad L|| over the conv and fc weights at the initial weights and the first "
                     f"batch (B={b_lo}), per seed; holds if the CI is above {threshold:g}x (an order of magnitude); "
                     f"{first}{other}paper: 5.76 (conv1.w) to 1345 (fc6.w) at B=512 on ImageNet. "
