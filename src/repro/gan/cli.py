@@ -17,19 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from repro.common.cli import add_common_args, start
+from repro.common.cli import add_common_args, log, start
 from repro.common.device import resolve_device
 from repro.common.io import atomic_write_json
 from repro.common.provenance import provenance_record
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _job(cls: type, args: argparse.Namespace) -> Any:
@@ -86,7 +81,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
     rows = claim_rows(summaries, cfg)
     write_claims(args.out, rows)
     for r in rows:
-        _log(f"{r.claim_id}: {r.verdict} (ours {r.ours_mean}, CI {r.ours_ci95}, n={r.n_seeds})")
+        log(f"{r.claim_id}: {r.verdict} (ours {r.ours_mean}, CI {r.ours_ci95}, n={r.n_seeds})")
     return 0
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from repro.common.checkpoint import RunCheckpoint, run_identity
+from repro.common.cli import log
 from repro.common.distributed import DistInfo
 from repro.common.io import atomic_savez, atomic_torch_save, atomic_write_bytes, atomic_write_json
 from repro.common.provenance import provenance_record
@@ -26,10 +26,6 @@ from repro.gan.arms import build_arm, check_world_size, generate
 from repro.gan.config import experiment_config
 from repro.gan.engine import NonFiniteLossError, train
 from repro.gan.evaluation import Evaluator, load_real
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -74,7 +70,7 @@ def fit_scorer(job: ScorerJob, cfg: dict[str, Any], device: torch.device) -> Non
                                 batch_size=exp["scorer_batch_size"], lr=exp["scorer_lr"], device=device, generator=gen)
         probs_te = predict_probs(model, x_te, device=device)
         acc = float((probs_te.argmax(1) == data.y_test).mean())
-        _log(f"scorer {job.experiment}: test accuracy {acc:.4f} after {exp['scorer_epochs']} epochs")
+        log(f"scorer {job.experiment}: test accuracy {acc:.4f} after {exp['scorer_epochs']} epochs")
         info = {"kind": "classifier", "dataset": job.experiment, "n_classes": data.n_classes,
                 "test_accuracy": acc, "epoch_losses": losses}
         save_model = model.cpu()
@@ -87,7 +83,7 @@ def fit_scorer(job: ScorerJob, cfg: dict[str, Any], device: torch.device) -> Non
                    seconds=time.perf_counter() - t0,
                    provenance=provenance_record(cfg, job.seed, started=job.started, stage="gan"))
     atomic_write_json(job.metrics, summary)
-    _log(f"real test-set IS under the scorer: {real_is:.3f}")
+    log(f"real test-set IS under the scorer: {real_is:.3f}")
 
 
 @dataclass(frozen=True)
@@ -127,22 +123,22 @@ def train_arm(job: TrainJob, cfg: dict[str, Any], dist_info: DistInfo, device: t
     exp = experiment_config(cfg, job.experiment)
     if job.arm not in exp["arms"]:
         raise ValueError(f"arm {job.arm!r} is not in config key 'gan.experiments.{job.experiment}.arms' {exp['arms']}")
-    log = _log if dist_info.is_main else (lambda msg: None)
+    say = log if dist_info.is_main else (lambda msg: None)
     ranks = f" ({dist_info.world_size} ranks)" if dist_info.enabled else ""
-    log(f"gan train: experiment {job.experiment}, arm {job.arm}, seed {job.seed}, device {device}{ranks},"
+    say(f"gan train: experiment {job.experiment}, arm {job.arm}, seed {job.seed}, device {device}{ranks},"
         f" {exp['steps']} steps")
     data = load_real(job.experiment, job.inp, scorer=job.scorer, inception_weights=cfg["inception_weights"],
                      device=device)
     setup = build_arm(job.arm, exp, data_shape=data.shape, device=device, dist=dist_info)
     check_world_size(setup, exp["batch_size"], dist_info.world_size, f"gan.experiments.{job.experiment}")
     evaluate = Evaluator(data, setup, n=exp["eval_samples"] or cfg["metrics"]["eval_samples"], metrics=cfg["metrics"],
-                         seed=job.seed, device=device, log=log)
+                         seed=job.seed, device=device, log=say)
     ckpt = RunCheckpoint(job.checkpoint_dir, run_identity(
         stage="gan.train", seed=job.seed, experiment=job.experiment, arm=job.arm,
         config={**{k: cfg[k] for k in ("inception_weights", "metrics")},
                 "experiment": {k: v for k, v in exp.items() if k not in ("arms", "checkpoint_every")}},
         inputs={"data": job.inp, "scorer": job.scorer},
-    ), is_main=dist_info.is_main, log=log)
+    ), is_main=dist_info.is_main, log=say)
     try:
         history = train(
             setup, sample_real=data.sample, steps=exp["steps"], batch_size=exp["batch_size"], device=device,
@@ -150,7 +146,7 @@ def train_arm(job: TrainJob, cfg: dict[str, Any], dist_info: DistInfo, device: t
             dist=dist_info,
         )
     except NonFiniteLossError as exc:
-        log(f"ERROR: {exc}")
+        say(f"ERROR: {exc}")
         return 3
     if not dist_info.is_main:
         return 0
@@ -184,5 +180,5 @@ def train_arm(job: TrainJob, cfg: dict[str, Any], dist_info: DistInfo, device: t
         result["scorer"] = {k: data.scorer_info[k] for k in ("kind", "test_accuracy", "real_test_is")}
     atomic_write_json(job.out, result)
     ckpt.finish()
-    _log(f"done in {result['seconds']['total']:.1f} s (train {final['train_s']:.1f} s, eval {evaluate.seconds:.1f} s)")
+    say(f"done in {result['seconds']['total']:.1f} s (train {final['train_s']:.1f} s, eval {evaluate.seconds:.1f} s)")
     return 0

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import copy
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import torch
 
 from repro.common.checkpoint import RunCheckpoint, run_identity
+from repro.common.cli import log
 from repro.common.io import atomic_torch_save, atomic_write_json
 from repro.common.provenance import provenance_record, write_provenance
 from repro.common.rng import PRUNED_OFFSET
@@ -22,10 +22,6 @@ from repro.quant.data import augment_crop_flip, load_dataset
 from repro.quant.engine import TrainSpec, magnitude_masks, train
 from repro.quant.models import build_model
 from repro.quant.sweep import sweep_net
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
