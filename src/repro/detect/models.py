@@ -134,7 +134,7 @@ class FastMultiScaleRoIAlign(MultiScaleRoIAlign):
     The forward is torchvision's ``_multiscale_roi_align`` with the per-level op in :meth:`pool`: one
     map pools every RoI; several maps pool each RoI on its Eq. 1 level and scatter the results back in
     RoI order. Same forward numbers; the CPU backward is the separable one of
-    :func:`repro.detect.roi_align.roi_align` (torchvision's scalar kernel dominated the C4 step: 216 ms of 0.56 s).
+    :func:`repro.detect.roi_align.roi_align` (torchvision's scalar CPU kernel is the C4 step's slowest op; bench/detect_throughput.py).
     """
 
     def pool(self, feat: Tensor, rois: Tensor, scale: float) -> Tensor:
