@@ -145,7 +145,7 @@ def train_and_evaluate(job: TrainJob, cfg: dict[str, Any], info: DistInfo, devic
         "backbone": cfg["backbone"] + (f"(width={cfg['width']}, blocks={cfg['blocks']})"
                                        if cfg["backbone"] == "tiny_resnet" else ""),
         "pretrained": (f"backbone weights {job.backbone_weights}" if job.backbone_weights is not None
-                       else "ImageNet" if cfg["backbone"] == "resnet50" else False),
+                       else "ImageNet" if cfg["backbone"] != "tiny_resnet" and cfg["imagenet_weights"] else False),
         "pooler": cfg["pooler"],
         "rpn_budget": settings.rpn_budget(job.model),
         "proposals_per_image": out["proposals_per_image"],
