@@ -31,6 +31,8 @@ from typing import Any
 
 from repro.common.claims import ClaimRow, TestResult, ci95, one_sample_test
 from repro.common.paper_values import all_paper_values
+from repro.lars.data import dataset_name
+from repro.lars.models import IMAGENET_MIN_SIZE
 from repro.lars.ratios import ratio_spread
 
 __all__ = ["PAPER_BATCH", "build_claims", "paper_curves", "paper_spans", "summarize_cells"]
@@ -324,4 +326,33 @@ def _spread_row(summary: dict[tuple, dict[str, Any]], cfg: dict[str, Any], scale
                     "AlexNet (fixed-std Gaussians), with 4096-wide fc layers against our 64; biases start at zero "
                     "here (ratio 0) and are left out of the spread. "
                     f"{scale_note}"),
+    )
+
+
+def scale_note(cfg: dict[str, Any], cells: list[dict[str, Any]]) -> str:
+    """What differs from the paper's protocol (ImageNet, 100 epochs, 512 -> 8K / 32K), for every row."""
+    d = cells[0]["data"] if cells else {}
+    batches = sorted(cfg["batches"])
+    wide = cfg["wide"]
+    steps_hi = -(-int(d.get("n_train", 0)) // batches[-1]) * int(cfg["epochs"])
+    src = dataset_name(d.get("path", ""), d.get("source"))
+    wide_note = (f"; {wide['model']}/{wide['arm']} also at {wide['batches']} for the paper's 64x span"
+                 if wide["batches"] else "")
+    sgd, lars = cfg["sgd"], cfg["lars"]
+    nets = "AlexNet-shaped" if int(d.get("image_size") or 0) >= IMAGENET_MIN_SIZE else "small AlexNet-like"
+    return (
+        f"Ours: {src}, {d.get('n_train')} train / {d.get('n_test')} test images of {d.get('image_size')} px, "
+        f"{nets} CNNs (no LRN, no dropout), {cfg['epochs']} epochs, batches {batches}{wide_note} "
+        f"(paper: ImageNet, AlexNet with LRN and AlexNet-BN, 100 epochs, 512 to 8K = 16x and 32K = 64x); each row "
+        f"compares batches at the span of the paper number beside it. Our largest batch takes {steps_hi} optimizer "
+        f"steps in all, the paper's 15.6K (8K) and 3.9K (32K), so our large-batch runs are far more step-starved. "
+        f"Micro-batch {cfg['micro_batch']} with gradient accumulation (BN statistics per micro-batch). "
+        f"SGD: momentum {cfg['momentum']}, LR grid {sgd['lrs']} x B/{sgd['ref_batch']} x {sgd['lr_factors']} "
+        f"(linear scaling and below it), warm-up {sgd['warmup_epochs']} epochs; LARS: eta "
+        f"{lars['trust_coefficient']}, gamma_0 grid {lars['lrs']} x {lars['scaling']}(B/{lars['ref_batch']}) "
+        f"x {lars['lr_factors']}, warm-up {lars['warmup_epochs']} epochs (paper: LARS 2 AlexNet / 5 AlexNet-BN of "
+        f"100, AlexNet-BN baseline without warm-up); poly(2) decay for both. Best LR per cell by validation "
+        f"accuracy of seed {cells[0]['seeds'][0] if cells else '?'} among the runs that did not diverge, then "
+        f"{cfg['seeds']} seeds at it; diverged runs are counted, not scored. "
+        "LARS uses lambda = eta where ||w|| = 0 (zero-initialised biases and BN shifts would otherwise never move)."
     )
