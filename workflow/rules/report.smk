@@ -28,9 +28,11 @@ rule report:
         # is a launch setting like --cores, and leaving it out keeps existing reports up to date
         cfg=as_json({k: v for k, v in config.items() if k != "gpus_per_job"}),
         benchmarks="results/benchmarks",
+        bench_gpu="results/bench_gpu.json",  # python -m bench.gpu; read if present (prices the run)
     shell:
         "python -m repro.report --config {params.cfg:q} --claims {input.claims} --figures {input.figures}"
-        " --benchmarks {params.benchmarks} --out-csv {output.csv} --out-html {output.html} > {log} 2>&1"
+        " --benchmarks {params.benchmarks} --bench-gpu {params.bench_gpu} --out-csv {output.csv}"
+        " --out-html {output.html} > {log} 2>&1"
 
 
 register_targets(rules.report.output.csv, rules.report.output.html)

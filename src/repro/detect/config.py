@@ -51,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "skip_empty_train": False,
     "cache_images": True,
     "num_workers": 0,
+    "amp": "auto",
     "transfer": {
         "arms": ["scratch", "intra", "transitive"],
         "seeds": [0, 1],

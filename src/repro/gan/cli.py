@@ -129,6 +129,7 @@ def _train_ranked(args: argparse.Namespace, dist_info, device) -> int:
     """Train on every rank (one process: the only one); rank 0 writes samples, weights and results."""
     import torch
 
+    from repro.common.amp import from_config
     from repro.common.checkpoint import RunCheckpoint, run_identity
     from repro.gan.arms import build_arm, check_world_size, generate
     from repro.gan.config import experiment_config, stage_config
@@ -175,7 +176,8 @@ def _train_ranked(args: argparse.Namespace, dist_info, device) -> int:
             batch = batch.float() / 127.5 - 1.0
         return batch
 
-    setup = build_arm(args.arm, exp, data_shape=shape, device=device, dist=dist_info)
+    setup = build_arm(args.arm, exp, data_shape=shape, device=device, dist=dist_info,
+                      precision=from_config(cfg, device, section="gan"))  # mixed precision on CUDA
     check_world_size(setup, exp["batch_size"], dist_info.world_size, f"gan.experiments.{args.experiment}")
     eval_s = [0.0]
 

@@ -63,6 +63,7 @@ STAGE_DEFAULTS: dict[str, Any] = {
     "run": ["ring8", "ring6", "digits", "stacked"],
     "threads": 1,  # read by the rules (threads per job); the CLI takes --threads
     "device": "auto",
+    "amp": "auto",  # mixed precision on CUDA (repro.common.amp); not part of a run's identity
     "inception_weights": None,
     "plot_samples": 512,
     "metrics": METRIC_DEFAULTS,

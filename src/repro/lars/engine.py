@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from repro.common.amp import Precision
 from repro.common.distributed import DistInfo, all_reduce_mean, no_sync, shard
 from repro.lars.data import Split
 
@@ -88,11 +89,14 @@ def train(
     checkpoint_every: int = 0,
     desc: str = "train",
     dist: DistInfo | None = None,
+    precision: Precision | None = None,
 ) -> TrainState:
     """Train for ``epochs`` epochs (resuming from ``state.step``); raise :class:`Diverged` on a
     non-finite loss. ``checkpoint(state)`` is called every ``checkpoint_every`` steps (on every rank:
-    the callback decides who writes). ``model`` may be DDP-wrapped; ``dist`` says which rank this is."""
+    the callback decides who writes). ``model`` may be DDP-wrapped; ``dist`` says which rank this is.
+    ``precision``: mixed precision on CUDA (:mod:`repro.common.amp`; None: fp32)."""
     dist = dist or DistInfo()
+    precision = precision or Precision(data.x.device.type)
     if batch_size < 1 or micro_batch < 1 or epochs < 1:
         raise ValueError(f"batch_size, micro_batch and epochs must be >= 1, got {batch_size}, {micro_batch}, {epochs}")
     state = state or TrainState()
@@ -114,16 +118,16 @@ def train(
         chunks = _micro_batches(idx, micro_batch)
         for j, chunk in enumerate(chunks):  # gradient accumulation, the paper's iter_size
             local = shard(chunk, dist)  # this rank's part of the micro-batch (all of it with one process)
-            with no_sync(model, j < len(chunks) - 1):
+            with no_sync(model, j < len(chunks) - 1), precision.autocast():
                 logits = model(data.x[local])  # [b, C]
                 loss = F.cross_entropy(logits, data.y[local]) * (len(local) * dist.world_size / len(idx))
-                loss.backward()
+                precision.backward(loss)
             loss_sum += loss.detach()
         value = float(all_reduce_mean(loss_sum, dist))  # the global batch's loss, the same on every rank
         if not math.isfinite(value):
             bar.close()
             raise Diverged(state.step, value)
-        optimizer.step()
+        precision.step(optimizer)
         scheduler.step()
         state.step += 1
         state.running += value

@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from repro.common.amp import from_config
 from repro.common.checkpoint import RunCheckpoint
 from repro.common.distributed import DistInfo, unwrap, wrap_model
 from repro.lars.data import StudyData
@@ -46,7 +47,7 @@ __all__ = ["choose_lr", "lr_grid", "make_optimizer", "run_cell", "run_key", "sca
 
 ARMS = ("sgd", "lars")
 # Config keys that do not change a cell's results (not part of its checkpoint's run identity).
-NOT_SHAPING_RUN = ("checkpoint_every", "device", "eval_batch", "threads", "runtime_min")
+NOT_SHAPING_RUN = ("checkpoint_every", "device", "eval_batch", "threads", "runtime_min", "amp")
 
 
 def scaled_lr(lr_ref: float, batch: int, ref_batch: int, scaling: str) -> float:
@@ -127,9 +128,10 @@ def _one_run(
     model = build_model(
         model_name, num_classes=data.num_classes, image_size=data.image_size, conv=cfg["conv"], fc=cfg["fc"]
     ).to(data.train.x.device)
+    precision = from_config(cfg, data.train.x.device, section="lars")  # mixed precision on CUDA
     first = _epoch_order(len(data.train), seed, 0, data.train.x.device)[:batch]  # [B] the run's first batch
     ratios = layer_ratios(model, data.train.x[first], data.train.y[first], micro_batch=cfg["micro_batch"])
-    net = wrap_model(model, dist, data.train.x.device)  # DDP (synchronised BatchNorm) with several ranks
+    net = wrap_model(precision.prepare(model), dist, data.train.x.device)  # DDP (synchronised BatchNorm) with several ranks
     model = unwrap(net)
     optimizer = make_optimizer(arm, model.parameters(), lr, cfg)
     scheduler = warmup_poly_schedule(
@@ -140,6 +142,7 @@ def _one_run(
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
+        precision.restore(resume)
         state = TrainState(**resume["state"])
         print(f"resumed from step {state.step} ({run_key(lr_ref, seed)})", file=sys.stderr)
 
@@ -151,6 +154,7 @@ def _one_run(
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "state": dict(vars(st)),
+                **precision.checkpoint_state(),
             }
         )
 
@@ -179,6 +183,7 @@ def _one_run(
             checkpoint_every=cfg["checkpoint_every"],
             desc=f"{model_name}/{arm}/B{batch}/{run_key(lr_ref, seed)}",
             dist=dist,
+            precision=precision,
         )
     except Diverged as exc:
         if cfg["on_divergence"] != "record":

@@ -87,6 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from repro.common.amp import from_config
     from repro.common.checkpoint import RunCheckpoint, run_identity
     from repro.quant.data import augment_crop_flip, load_dataset
     from repro.quant.engine import TrainSpec, magnitude_masks, train
@@ -107,6 +108,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     data = load_dataset(net_cfg["dataset"], args.inp).to(device)
     model = build_model(net_cfg["model"], hidden=tuple(net_cfg.get("hidden", (128, 64))),
                         in_shape=tuple(data.x_train.shape[1:]), num_classes=data.num_classes).to(device)
+    precision = from_config(cfg, device, section="quant")  # mixed precision on CUDA (repro.common.amp)
+    precision.prepare(model)
     spec = TrainSpec(epochs=int(net_cfg["epochs"]), batch_size=int(net_cfg["batch_size"]), lr=float(net_cfg["lr"]),
                      weight_decay=float(net_cfg["weight_decay"]), schedule=net_cfg["schedule"], augment=bool(net_cfg["augment"]))
     optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
@@ -123,7 +126,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     log(f"net {args.net}: {net_cfg['model']} on {net_cfg['dataset']} ({data.x_train.shape[0]} train, "
         f"{data.x_test.shape[0]} test) on {device}")
     train_info = train(model, optimizer, data.x_train, data.y_train, spec, seed=args.seed,
-                       ckpt=dense_ckpt, ckpt_every=int(cfg["checkpoint_every"]), augment=augment, desc="train")
+                       ckpt=dense_ckpt, ckpt_every=int(cfg["checkpoint_every"]), augment=augment, desc="train",
+                       precision=precision)
     timings["train_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -145,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                           weight_decay=spec.weight_decay, schedule=spec.schedule, augment=spec.augment)
         result["prune_train"] = train(pruned, popt, data.x_train, data.y_train, pspec, seed=args.seed + 1,
                                       ckpt=pruned_ckpt, ckpt_every=int(cfg["checkpoint_every"]), masks=masks,
-                                      augment=augment, desc="prune-retrain")
+                                      augment=augment, desc="prune-retrain", precision=precision)
         timings["prune_train_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         meta, records = _sweep_net(pruned, popt, data, cfg, masks, seed=args.seed, tag="pruned",

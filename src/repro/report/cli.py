@@ -15,6 +15,7 @@ from repro.common.provenance import now_iso, provenance_record, write_provenance
 from repro.report.collect import collect_claims, stage_wall_times, verdict_summary
 from repro.report.figures import paper_vs_ours
 from repro.report.html import render
+from repro.report.price import load_bench, price_html
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -22,6 +23,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--claims", nargs="*", type=Path, default=[], help="results/claims/<stage>.json files")
     parser.add_argument("--figures", nargs="*", type=Path, default=[], help="stage figures (PNG/SVG) to embed")
     parser.add_argument("--benchmarks", type=Path, help="Snakemake benchmark folder (wall time per stage)")
+    parser.add_argument("--bench-gpu", type=Path, help="results/bench_gpu.json, if measured (prices the run)")
     parser.add_argument("--out-csv", type=Path, required=True)
     parser.add_argument("--out-html", type=Path, required=True)
     return parser
@@ -62,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out_csv.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(args.out_csv, table.to_csv(index=False).encode())
     page = render(claims, summary, overview, dict(stage_figures), prov, wall)
+    price = price_html(args.config, load_bench(args.bench_gpu))  # GPU-hours of this config, before Provenance
+    page = page.replace("<h2>Provenance</h2>", price + "<h2>Provenance</h2>", 1)
     atomic_write_bytes(args.out_html, page.encode())
     write_provenance(args.out_html, args.config, None, started=started, stage="report")
     print(f"[repro.report] {len(claims)} claims from {len(args.claims)} files -> {args.out_html}", file=sys.stderr)
