@@ -13,6 +13,8 @@ size (images, widths, batches) so the same code runs on a CPU in seconds (the su
   (frozen BN, 3 trainable stages; the same zeroed scales) trained by the step of pytorch/vision
   ``references/detection/engine.py::train_one_epoch`` (autocast + ``GradScaler`` in fp16 with ``--amp``,
   as the references do), on the same images;
+* ``pretrain_resnet50``: the Triplet-Siamese ResNet-50 tower (1708.02901 Sec. 4; fc 4096 -> 1024) on
+  ``pretrain.batch`` pairs of 96 px patches per step, :func:`repro.pretrain.engine.train`;
 * ``lars_alexnet_bn``: AlexNet-BN (1708.03888) on 32 px CIFAR at one micro-batch per step,
   :func:`repro.lars.engine.train` with LARS;
 * ``quant_resnet32``: ResNet-32 on CIFAR-10 (1612.01543) at its batch, :func:`repro.quant.engine.train`;
@@ -32,8 +34,8 @@ import torch
 from repro.common.amp import Precision
 
 REPO = Path(__file__).resolve().parents[1]
-CASES = ("detect_fpn", "detect_c4", "detect_tv_reference", "lars_alexnet_bn", "quant_resnet32", "gan_cifar10_gan",
-         "gan_cifar10_mgan", "gan_mnist_gan")
+CASES = ("detect_fpn", "detect_c4", "detect_tv_reference", "pretrain_resnet50", "lars_alexnet_bn", "quant_resnet32",
+         "gan_cifar10_gan", "gan_cifar10_mgan", "gan_mnist_gan")
 Runner = Callable[[int], None]
 
 
@@ -146,7 +148,8 @@ def torchvision_reference_case(full: dict[str, Any], device: torch.device, preci
     backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=FrozenBatchNorm2d,
                                    trainable_layers=3)
     _zero_last_bn(backbone.body)
-    extra = {"min_size": 64, "max_size": 80} if tiny else {}
+    extra = dict(min_size=64, max_size=80, rpn_pre_nms_top_n_train=200, rpn_post_nms_top_n_train=50,
+                 box_batch_size_per_image=32) if tiny else {}
     model = FasterRCNN(backbone, num_classes=91, **extra).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9, weight_decay=1e-4)
@@ -169,6 +172,32 @@ def torchvision_reference_case(full: dict[str, Any], device: torch.device, preci
             else:
                 losses.backward()
                 opt.step()
+
+    return run
+
+
+# ------------------------------------------------------------------ pretraining
+def pretrain_case(full: dict[str, Any], device: torch.device, precision: Precision, *, tiny: bool) -> Runner:
+    """The ranking-loss step on ``pretrain.batch`` positive pairs (2 x batch patches) of 96 px."""
+    from repro.pretrain.engine import TrainConfig, train
+    from repro.pretrain.models import triplet_net
+
+    p = full["pretrain"]
+    size, batch = (32, 4) if tiny else (int(full["graph"]["mine"]["patch_size"]), int(p["batch"]))
+    torch.manual_seed(0)
+    net = triplet_net(backbone="tiny_resnet" if tiny else full["detect"]["backbone"], width=8 if tiny else 16,
+                      hidden=16 if tiny else int(p["hidden"]), embed=8 if tiny else int(p["embed"]))
+    net = precision.prepare(net.to(device))
+    opt = torch.optim.SGD(net.parameters(), lr=float(p["optimizer"]["lr"]), momentum=0.9, weight_decay=5e-4)
+    g = torch.Generator().manual_seed(0)
+    n_pairs = 8 * batch
+    patches = torch.randint(0, 256, (2 * n_pairs, 3, size, size), generator=g, dtype=torch.uint8).to(device)
+    a, b = torch.arange(n_pairs), torch.arange(n_pairs, 2 * n_pairs)
+    parent = torch.arange(n_pairs) % 16
+
+    def run(n: int) -> None:
+        cfg = TrainConfig(steps=n, batch=batch, lr=float(p["optimizer"]["lr"]), flip=True)
+        train(net, opt, patches, a, b, parent, cfg, seed=0, precision=precision)
 
     return run
 
@@ -250,6 +279,8 @@ def build_case(name: str, full: dict[str, Any], device: torch.device, precision:
         return detect_case(name.split("_")[1], full, device, precision, tiny=tiny, images_per_gpu=images_per_gpu)
     if name == "detect_tv_reference":
         return torchvision_reference_case(full, device, precision, tiny=tiny, images_per_gpu=images_per_gpu)
+    if name == "pretrain_resnet50":
+        return pretrain_case(full, device, precision, tiny=tiny)
     if name == "lars_alexnet_bn":
         return lars_case(full, device, precision, tiny=tiny)
     if name == "quant_resnet32":

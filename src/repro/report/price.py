@@ -222,9 +222,13 @@ def _pretrain_rows(cfg: Mapping[str, Any], bench: Mapping[str, Any] | None) -> l
     p = cfg["pretrain"]
     trained = [a for a in p["arms"] if a != "scratch"]  # scratch saves its initial weights, no training
     steps, batch = int(p["steps"]), int(p["batch"])
-    gflops = FORWARD_GFLOPS["resnet50_96"] if cfg.get("detect", {}).get("backbone") == "resnet50" else 0.0
-    hours = _flops_hours(2 * batch * steps, gflops, steps)
-    return [RulePrice("pretrain train", len(trained) * len(p["seeds"]), hours, FLOPS_BASIS, False)]
+    jobs = len(trained) * len(p["seeds"])
+    resnet50 = cfg.get("detect", {}).get("backbone") == "resnet50"
+    s = _measured(bench, "pretrain_resnet50", p.get("amp", "auto")) if resnet50 else None
+    if s is not None:
+        return [RulePrice("pretrain train", jobs, steps * s / 3600, f"measured on {_gpu_name(bench)}", True)]
+    gflops = FORWARD_GFLOPS["resnet50_96"] if resnet50 else 0.0
+    return [RulePrice("pretrain train", jobs, _flops_hours(2 * batch * steps, gflops, steps), FLOPS_BASIS, False)]
 
 
 def price_rows(cfg: Mapping[str, Any], bench: Mapping[str, Any] | None = None) -> list[RulePrice]:
