@@ -95,8 +95,8 @@ def measure_steps(device: torch.device, *, cases: list[str], steps: int, warmup:
                     torch.cuda.empty_cache()
         if "fp32_s_per_iter" in entry and "amp_s_per_iter" in entry:
             entry["amp_speedup"] = entry["fp32_s_per_iter"] / entry["amp_s_per_iter"]
-        if name == "detect_tv_reference":
-            entry["amp_mode"] = "fp16 autocast, GradScaler (torchvision references --amp)"
+        if name == "detect_tv_reference":  # the references' --amp: fp16 (bf16 on the CPU self-test)
+            entry["amp_mode"] = f"{'fp16' if device.type == 'cuda' else 'bf16'} autocast, GradScaler (references --amp)"
         out[name] = entry
         log(f"{name}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items()))
     ref = out.get("detect_tv_reference", {})
