@@ -32,10 +32,11 @@ rule report:
         benchmarks="results/benchmarks",
         # the opt-in scale_trend's figures, embedded when present (not inputs: never run by the default)
         trend="results/scale_trend",
+        bench_gpu="results/bench_gpu.json",  # python -m bench.gpu; read if present (prices the run)
     shell:
         "python -m repro.report --config {params.cfg:q} --claims {input.claims} --figures {input.figures}"
-        " --benchmarks {params.benchmarks} --out-csv {output.csv} --out-html {output.html}"
-        " --out-summary {output.summary} --trend-dir {params.trend} > {log} 2>&1"
+        " --benchmarks {params.benchmarks} --bench-gpu {params.bench_gpu} --out-csv {output.csv}"
+        " --out-html {output.html} --out-summary {output.summary} --trend-dir {params.trend} > {log} 2>&1"
 
 
 register_targets(

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from repro.common.amp import from_config
 from repro.common.checkpoint import RunCheckpoint, run_identity
 from repro.common.cli import log
 from repro.common.distributed import DistInfo
@@ -129,7 +130,8 @@ def train_arm(job: TrainJob, cfg: dict[str, Any], dist_info: DistInfo, device: t
         f" {exp['steps']} steps")
     data = load_real(job.experiment, job.inp, scorer=job.scorer, inception_weights=cfg["inception_weights"],
                      device=device)
-    setup = build_arm(job.arm, exp, data_shape=data.shape, device=device, dist=dist_info)
+    setup = build_arm(job.arm, exp, data_shape=data.shape, device=device, dist=dist_info,
+                      precision=from_config(cfg, device, section="gan"))  # mixed precision on CUDA
     check_world_size(setup, exp["batch_size"], dist_info.world_size, f"gan.experiments.{job.experiment}")
     evaluate = Evaluator(data, setup, n=exp["eval_samples"] or cfg["metrics"]["eval_samples"], metrics=cfg["metrics"],
                          seed=job.seed, device=device, log=say)

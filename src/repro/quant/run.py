@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from repro.common.amp import from_config
 from repro.common.checkpoint import RunCheckpoint, run_identity
 from repro.common.cli import log
 from repro.common.io import atomic_torch_save, atomic_write_json
@@ -50,6 +51,8 @@ def run_net(job: RunJob, cfg: dict[str, Any], device: torch.device) -> None:
                         in_shape=tuple(data.x_train.shape[1:]), num_classes=data.num_classes).to(device)
     spec = TrainSpec(epochs=int(net_cfg["epochs"]), batch_size=int(net_cfg["batch_size"]), lr=float(net_cfg["lr"]),
                      weight_decay=float(net_cfg["weight_decay"]), schedule=net_cfg["schedule"], augment=bool(net_cfg["augment"]))
+    precision = from_config(cfg, device, section="quant")  # mixed precision on CUDA (repro.common.amp)
+    precision.prepare(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     ckpt_root = Path(job.checkpoint_dir) if job.checkpoint_dir else None
 
@@ -64,7 +67,8 @@ def run_net(job: RunJob, cfg: dict[str, Any], device: torch.device) -> None:
     log(f"net {job.net}: {net_cfg['model']} on {net_cfg['dataset']} ({data.x_train.shape[0]} train, "
         f"{data.x_test.shape[0]} test) on {device}")
     train_info = train(model, optimizer, data.x_train, data.y_train, spec, seed=job.seed,
-                       ckpt=dense_ckpt, ckpt_every=int(cfg["checkpoint_every"]), augment=augment, desc="train")
+                       ckpt=dense_ckpt, ckpt_every=int(cfg["checkpoint_every"]), augment=augment, desc="train",
+                       precision=precision)
     timings["train_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -86,7 +90,7 @@ def run_net(job: RunJob, cfg: dict[str, Any], device: torch.device) -> None:
                           weight_decay=spec.weight_decay, schedule=spec.schedule, augment=spec.augment)
         result["prune_train"] = train(pruned, popt, data.x_train, data.y_train, pspec, seed=job.seed + PRUNED_OFFSET,
                                       ckpt=pruned_ckpt, ckpt_every=int(cfg["checkpoint_every"]), masks=masks,
-                                      augment=augment, desc="prune-retrain")
+                                      augment=augment, desc="prune-retrain", precision=precision)
         timings["prune_train_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         meta, records = sweep_net(pruned, popt, data, cfg, masks, seed=job.seed, tag="pruned",
