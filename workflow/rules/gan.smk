@@ -7,6 +7,9 @@ GAN_RUN = list(GAN["run"])
 GAN_EXP = GAN["experiments"]
 GAN_SEEDS = list(range(GAN["seeds"]))
 GAN_MIXTURES = ("ring8", "ring6", "grid25")
+# Half-hour runs at full scale (2-D mixtures, 8x8 digits): their training jobs share the group
+# `gan_small`, which the slurm profile bundles into a few submissions (group-components)
+GAN_SMALL = GAN_MIXTURES + ("digits", "stacked")
 # stacked sets are composed from a base set at load time and scored by the base set's classifier
 GAN_STACKED_BASE = {"stacked": "digits", "stacked_mnist": "mnist"}
 # Tiny MLPs run fastest on one thread, and two 1-thread jobs in parallel beat one 2-thread job;
@@ -121,6 +124,8 @@ rule gan_train:
         experiment="|".join(GAN_RUN) or "__none__",
         arm="gan|reggan|reggan_sum|mdgan|mgan|mgan_beta0",
         seed=r"\d+",
+    group:
+        lambda wc: "gan_small" if wc.experiment in GAN_SMALL else None
     conda:
         "../../envs/torch.yaml"
     threads: GAN_THREADS
