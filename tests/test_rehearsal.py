@@ -138,7 +138,7 @@ def test_cifar_batches_are_python2_pickles(releases: dict[str, Path]) -> None:
     meta = pickle.loads((batch.parent / "batches.meta").read_bytes(), encoding="bytes")
     assert meta[b"label_names"][0] == b"airplane"
     data = read_cifar10(releases["cifar10"])
-    assert data["x_train"].shape == (500, 3, 32, 32) and data["x_test"].shape == (100, 3, 32, 32)
+    assert data["x_train"].shape == (300, 3, 32, 32) and data["x_test"].shape == (60, 3, 32, 32)
     # channel-major rows: the first 1024 bytes of a row are the red plane
     np.testing.assert_array_equal(data["x_train"][0, 0].ravel(), d[b"data"][0, :1024])
 
@@ -147,9 +147,9 @@ def test_mnist_idx_headers(releases: dict[str, Path]) -> None:
     from repro.data.readers import read_mnist
 
     raw = (releases["mnist"] / "train-images-idx3-ubyte").read_bytes()
-    assert raw[:4] == b"\x00\x00\x08\x03" and int.from_bytes(raw[4:8], "big") == 600
+    assert raw[:4] == b"\x00\x00\x08\x03" and int.from_bytes(raw[4:8], "big") == 300
     data = read_mnist(releases["mnist"])
-    assert data["x_train"].shape == (600, 28, 28) and data["y_test"].dtype == np.int64
+    assert data["x_train"].shape == (300, 28, 28) and data["y_test"].dtype == np.int64
 
 
 def test_videos_in_two_containers_and_a_corrupt_one(releases: dict[str, Path]) -> None:

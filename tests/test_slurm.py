@@ -155,12 +155,12 @@ SLURM_CI = REPO / ".ci" / "slurm"
 def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """One single-node SLURM (start_slurm.sh) for both slow tests of this module; stopped at the end.
 
-    The node is the one run_smoke.sh declares on its own (16 CPUs, 128 GB, 2 fake GPUs); the scripts
+    The node is the one the scripts declare on their own (lib.sh: 16 CPUs, 128 GB, 4 fake GPUs); the scripts
     get SLURM_CI_SHARED=1 and start or stop nothing. Returns the environment to run them with.
     """
     state = tmp_path_factory.mktemp("slurm")
     env = dict(os.environ, SLURM_DIR=str(state), VENV=str(Path(sys.executable).parents[1]))
-    node = dict(SLURM_NODE_CPUS="16", SLURM_NODE_MEM_MB="131072", SLURM_NODE_GPUS="2")
+    node = dict(SLURM_NODE_CPUS="16", SLURM_NODE_MEM_MB="131072", SLURM_NODE_GPUS="4")
     start = subprocess.run(["bash", str(SLURM_CI / "start_slurm.sh")], env=env | node, capture_output=True,
                            text=True, timeout=600)
     if start.returncode != 0:

@@ -51,7 +51,7 @@ def training_entry(profile: dict) -> tuple[str, dict]:
 BLOCK_RE = re.compile(r"^(?:local)?rule (\w+):\s*$")
 GROUP_RE = re.compile(r"Group job (\w+) \(jobs in lexicogr\. order\):")
 MEMBER_RE = re.compile(r"^\s+(?:local)?rule (\w+):\s*$")  # a job inside a group job's block
-SUBMIT_RE = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (.*)\)\.$")
+SUBMIT_RE = re.compile(r"Job ([\w-]+) has been submitted with SLURM jobid (\d+) \(log: (.*)\)\.$")
 OUTPUT_RE = re.compile(r" --output '?([^' ]+)'?")
 SBATCH_RE = re.compile(r"sbatch call: (sbatch .*)")
 
@@ -111,8 +111,9 @@ def parse_log(text: str) -> list[dict]:
             jobid, slurm_id, slurm_log = m.groups()
             blk = blocks.get(jobid)
             if blk is None and "/group_" in slurm_log:
+                # the plugin's log folder for a group job: group_<group>_<group or wildcards>/
                 name = slurm_log.split("/group_", 1)[1].split("/", 1)[0]
-                blk = next((g for g in pending_groups if g["group"] == name), None)
+                blk = next((g for g in pending_groups if name.startswith(g["group"] + "_")), None)
                 if blk is not None:
                     pending_groups.remove(blk)
             if blk is None:
@@ -214,7 +215,8 @@ def check(args) -> int:
         print(f"{sub['slurm_id']:>5} {sub['rule']:24} {state:10} {rec['TimeLimit']:>9} {obs['mem_mb']:>8.0f} "
               f"{obs['cpus']:>6} {obs['gpu']:>3} {obs['partition']:10} {obs['account']}")
         where = f"rule {sub['rule']} (SLURM job {sub['slurm_id']})"
-        if rec.get("Comment", "").split("_wildcards_")[0] != f"rule_{sub['rule']}":
+        comment = rec.get("Comment", "").split("_wildcards_")[0]
+        if comment != f"rule_{sub['rule']}" and not (sub.get("group") and comment.startswith(f"rule_{sub['rule']}_")):
             problems.append(f"{where}: scontrol Comment={rec.get('Comment')!r} names another rule")
         for key in ("runtime", "mem_mb", "cpus", "gpu", "partition"):
             if exp[key] is not None and (exp[key] != obs[key] if key == "partition" else float(exp[key]) != float(obs[key])):

@@ -19,15 +19,16 @@ T0=$(date +%s)
 stamp() { echo "$NAME: [$(( $(date +%s) - T0 )) s] $*"; }
 fail() { echo "$NAME: FAIL: $*" >&2; exit 1; }
 
-# slurm_up: the single-node SLURM. Its node declares 16 CPUs, 128 GB and 2 (fake) GPUs, more than this
-# machine has (SlurmdParameters=config_overrides), so the profile's cluster-sized requests are schedulable.
+# slurm_up: the single-node SLURM. Its node declares 16 CPUs, 128 GB and 4 (fake) GPUs, more than this
+# machine has (SlurmdParameters=config_overrides), so the profile's cluster-sized requests are schedulable
+# and 4 one-GPU jobs (most of the DAG's) can run at a time.
 slurm_up() {
   if [ "$SHARED" = 1 ]; then
     timeout 5 sinfo -h -n localhost -o %T 2>/dev/null | grep -qE "^(idle|mixed|allocated|completing)" \
       || fail "SLURM_CI_SHARED=1 but no SLURM node is up"
     stamp "using the running SLURM ($SLURM_DIR)"
   else
-    SLURM_NODE_CPUS=16 SLURM_NODE_MEM_MB=131072 SLURM_NODE_GPUS=2 "$HERE/start_slurm.sh"
+    SLURM_NODE_CPUS=16 SLURM_NODE_MEM_MB=131072 SLURM_NODE_GPUS=4 "$HERE/start_slurm.sh"
     stamp "SLURM up"
   fi
 }

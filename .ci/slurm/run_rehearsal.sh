@@ -56,7 +56,7 @@ read -r -a DEFRES <<<"$("$PY" "$HERE/check_jobs.py" default-resources "$PROFILE"
 rc=0
 stamp "snakemake --profile slurm --configfile ${CONFIGS[*]} -d $RUN (log: $WORK/rehearsal.log)"
 # --cores 2: a group job runs its jobs side by side up to --cores threads and asks for the GPUs of one
-# such layer, so 2 keeps a group of 1-GPU jobs within the node's 2 (fake) GPUs
+# such layer, so 2 keeps a group of 1-GPU jobs within the node's (fake) GPUs
 run_bounded "${SLURM_CI_TIMEOUT:-2400}" "$WORK/rehearsal.log" "$SMK" --profile slurm --jobs "${SLURM_CI_JOBS:-4}" \
   --cores 2 --slurm-init-seconds-before-status-checks 2 --verbose --slurm-keep-successful-logs \
   --default-resources "${DEFRES[@]}" --configfile "${CONFIGS[@]}" -d "$RUN" || rc=$?

@@ -38,7 +38,7 @@ read -r -a DEFRES <<<"$("$PY" "$HERE/check_jobs.py" default-resources "$PROFILE"
 # two Snakemake start-ups, status polls), so 4 keep both cores busy (shared machine: 285 s with 4,
 # 676 s with 2 under a heavier load).
 # --cores 2: a group job (the profile's job grouping) runs its jobs side by side up to --cores threads
-# and asks for the GPUs of one such layer, so 2 keeps a group of 1-GPU jobs within the node's 2 GPUs.
+# and asks for the GPUs of one such layer, so 2 keeps a group of 1-GPU jobs within the node's GPUs.
 COMMON=(--profile slurm --jobs "${SLURM_CI_JOBS:-4}" --cores 2 --slurm-init-seconds-before-status-checks 2
         --verbose --slurm-keep-successful-logs)
 

@@ -31,7 +31,7 @@ def batch(label: bytes, labels: np.ndarray, rng: np.random.Generator, first: int
                             b"data": images(labels, rng), b"filenames": names})
 
 
-def build(out: Path, *, per_batch: int = 100, n_test: int = 100, seed: int = 10) -> dict[str, str]:
+def build(out: Path, *, per_batch: int = 60, n_test: int = 60, seed: int = 10) -> dict[str, str]:
     """Write ``cifar-10-python.tar.gz`` into ``out``; returns {file name: md5}."""
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -28,7 +28,7 @@ def digits(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return img
 
 
-def build(out: Path, *, n_train: int = 600, n_test: int = 100, seed: int = 1998) -> dict[str, str]:
+def build(out: Path, *, n_train: int = 300, n_test: int = 60, seed: int = 1998) -> dict[str, str]:
     """Write the four ``.gz`` files into ``out``; returns {file name: md5}."""
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
