@@ -22,8 +22,8 @@ import yaml
 from realformat.release import build_all, rehearsal_overrides
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, fmt: str, *args) -> None:  # one line per request on stderr, no reverse lookup
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, fmt: str, *args) -> None:  # one line per request on stderr
         sys.stderr.write(f"[realformat] {self.address_string()} {fmt % args}\n")
 
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.config_out is None:
         p.error("serve needs --config-out")
-    handler = functools.partial(_QuietHandler, directory=os.fspath(args.out / "archives"))
+    handler = functools.partial(_Handler, directory=os.fspath(args.out / "archives"))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     url = f"http://127.0.0.1:{server.server_address[1]}"
     cfg = rehearsal_overrides(args.out, digests, url)
