@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(abspath $(VENV))/bin
 CORES  ?= all
 
-.PHONY: run test test-fast lint smoke bench bench-gpu report clean-results
+.PHONY: run test test-fast lint smoke rehearsal bench bench-gpu report clean-results
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ lint: $(VENV)/.installed
 ## smoke: the whole DAG on workflow/configs/smoke.yaml, into results/
 smoke: $(VENV)/.installed
 	PATH=$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) --configfile workflow/configs/smoke.yaml
+
+## rehearsal: the whole full-scale DAG on miniature copies of the real datasets, through a local
+##            single-node SLURM (as root; starts and stops it) -> claims and report at scale full
+rehearsal: $(VENV)/.installed
+	VENV=$(abspath $(VENV)) .ci/slurm/run_rehearsal.sh
 
 ## bench: benchmarks incl. the smoke DAG (about 2-3 min on 2 cores) -> results/bench.json, results/bench.png
 ##        BENCH_ARGS="--dag both" adds the whole DAG on the embedded default (~19 min more); "--quick": ~2 min

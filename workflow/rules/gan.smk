@@ -9,6 +9,11 @@ GAN_RUN = list(GAN["run"])
 GAN_EXP = GAN["experiments"]
 GAN_SEEDS = list(range(GAN["seeds"]))
 GAN_MIXTURES = MIXTURE_DATASETS
+# Half-hour runs at full scale (2-D mixtures, 8x8 digits): their training jobs form the group
+# `gan_small` when the run asks to bundle it (the slurm profile's group-components: a few submissions
+# instead of one per run); otherwise, e.g. locally, they stay plain jobs. The group settings are read
+# when the DAG is built (they are not known yet while the Snakefile is parsed).
+GAN_SMALL = GAN_MIXTURES + ("digits", "stacked")
 # stacked sets are composed from a base set at load time and scored by the base set's classifier
 GAN_STACKED_BASE = STACKED_BASE
 # Tiny MLPs run fastest on one thread, and two 1-thread jobs in parallel beat one 2-thread job;
@@ -123,6 +128,13 @@ rule gan_train:
         experiment="|".join(GAN_RUN) or "__none__",
         arm="gan|reggan|reggan_sum|mdgan|mgan|mgan_beta0",
         seed=r"\d+",
+    group:
+        lambda wc: (
+            "gan_small"
+            if wc.experiment in GAN_SMALL
+            and "gan_small" in (workflow.group_settings.group_components or {})
+            else None
+        )
     conda:
         "../../envs/torch.yaml"
     threads: GAN_THREADS
