@@ -46,6 +46,10 @@ __all__ = ["ARMS", "EvalSet", "PairSet", "PatchBank", "arm_graph_variant", "load
 ARMS = ("scratch", "intra", "inter", "transitive", "transitive_hog", "transitive_short", "transitive_mixed")
 VARIANT_OF_ARM = {"transitive_hog": "hog", "transitive_short": "short"}  # the other arms: the configured graph
 KIND_INTRA, KIND_INTER, KIND_TRANSITIVE = 0, 1, 2
+# cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION (cv2 is imported where images are read): pixels as stored,
+# like the detection stage's PIL reader, since the annotation boxes refer to them; OpenCV would otherwise
+# rotate an image by its EXIF orientation tag.
+_READ_AS_STORED = 1 | 128
 PAIR_KEYS = ("a", "b", "kind", "parent", "in_mix")
 NODE_KEYS = ("video", "role", "class_id")
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
@@ -205,7 +209,7 @@ def detection_crops(folder: str | os.PathLike, size: int) -> EvalSet:
             if not ann.get("iscrowd", 0):
                 by_image.setdefault(ann["image_id"], []).append(ann)
         for image_id in sorted(by_image):
-            img = cv2.imread(os.fspath(root / files[image_id]), cv2.IMREAD_COLOR)
+            img = cv2.imread(os.fspath(root / files[image_id]), _READ_AS_STORED)
             if img is None:
                 raise FileNotFoundError(f"eval: cannot read detection image {os.fspath(root / files[image_id])!r}")
             img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
@@ -260,7 +264,7 @@ def voc_crops(folder: str | os.PathLike, size: int, *, max_per_split: int = 0, s
         for name, cls, (x1, y1, x2, y2), img_no in objects:
             if name not in cache:
                 cache.clear()
-                img = cv2.imread(os.fspath(root / "JPEGImages" / f"{name}.jpg"), cv2.IMREAD_COLOR)
+                img = cv2.imread(os.fspath(root / "JPEGImages" / f"{name}.jpg"), _READ_AS_STORED)
                 if img is None:
                     raise FileNotFoundError(f"eval: cannot read VOC image {name}.jpg")
                 cache[name] = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
