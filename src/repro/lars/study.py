@@ -39,9 +39,9 @@ from repro.common.distributed import DistInfo, unwrap, wrap_model
 from repro.lars import ARMS
 from repro.lars.data import StudyData
 from repro.lars.engine import Diverged, TrainState, _epoch_order, evaluate, steps_per_epoch, train
-from repro.lars.grid import lr_grid, scaled_lr
 from repro.lars.models import build_model
 from repro.lars.optim import LARS, warmup_poly_schedule
+from repro.lars.plan import lr_grid, scaled_lr
 from repro.lars.ratios import layer_ratios
 
 __all__ = ["choose_lr", "lr_grid", "make_optimizer", "run_cell", "run_key", "scaled_lr", "warmup_epochs"]

@@ -140,7 +140,7 @@ def _detect_rows(cfg: Mapping[str, Any], bench: Mapping[str, Any] | None) -> lis
 
 
 def _lars_rows(cfg: Mapping[str, Any], bench: Mapping[str, Any] | None) -> list[RulePrice]:
-    from repro.lars.grid import lr_grid
+    from repro.lars.plan import cells, runs_of
 
     lc = cfg["lars"]
     n_images = 50_000 * (1 - float(lc["val_fraction"])) if cfg.get("scale") == "full" else 0
@@ -148,13 +148,9 @@ def _lars_rows(cfg: Mapping[str, Any], bench: Mapping[str, Any] | None) -> list[
     n_images = n_images or float(n_train) * (1 - float(lc["val_fraction"]))
     micro = int(lc["micro_batch"])
     s = _measured(bench, "lars_alexnet_bn", lc.get("amp", "auto"))
-    cells: list[tuple[str, str, int, int]] = [(m, a, b, int(lc["epochs"])) for m in lc["models"] for a in ("sgd", "lars")
-                                              for b in lc["batches"]]
-    cells += [(lc["wide"]["model"], lc["wide"]["arm"], b, int(lc["epochs"])) for b in lc["wide"]["batches"]]
-    cells += [(lc["longer"]["model"], lc["longer"]["arm"], max(lc["batches"]), e) for e in lc["longer"]["epochs"]]
     jobs, hours = 0, 0.0
-    for model, arm, batch, epochs in cells:
-        runs = len(lr_grid(lc[arm], model)) + int(lc["seeds"]) - 1  # the LR search, then the other seeds
+    for model, arm, batch, epochs in cells(lc):
+        runs = runs_of(lc, model, arm)
         images = runs * epochs * n_images
         steps = runs * epochs * math.ceil(n_images / batch)
         hours += images * s / micro / 3600 if s is not None else _flops_hours(images, FORWARD_GFLOPS["alexnet_cifar"],
