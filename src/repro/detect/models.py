@@ -28,7 +28,8 @@ Decisions the paper leaves open (recorded in ``fpn_coco.json`` and the claims' s
   s0 = 224 * min_size / 800, unless ``canonical_scale`` is set.
 * Training. RPN and head are trained jointly with shared features (torchvision). This is closer to
   Table 5 "shared" than to Table 3's unshared 4-step training.
-* NMS and top-k values are torchvision's defaults. The paper does not give them.
+* NMS and top-k values are torchvision's defaults. The paper does not give them. The RPN's NMS stops
+  once the post-NMS budget is kept (:mod:`repro.detect.rpn`): torchvision's proposals (equal scores in index order).
 * Sampling. The RPN's 256 anchors and the head's RoIs per image (Sec. 4.1-4.2) are drawn by
   :class:`KeyedSampler` from a random stream of their own per image, keyed by (seed, step, slot in
   the global batch) when the training loop sets keys: the draw does not depend on which images share
@@ -58,6 +59,7 @@ from torchvision.ops.poolers import _convert_to_roi_format, _filter_input, _setu
 
 from repro.detect.backbone import STAGES
 from repro.detect.roi_align import roi_align
+from repro.detect.rpn import TopKRegionProposalNetwork
 
 PYRAMID_LEVELS = ("0", "1", "2", "3")  # P2..P5 feature names; "pool" is P6 (RPN only)
 PAPER_IMAGE_SIZE = 800  # the shorter side the paper's pixel constants (224, anchors) refer to
@@ -253,6 +255,7 @@ def _faster_rcnn(backbone: nn.Module, settings: DetectorSettings, *, num_classes
         box_detections_per_img=settings.box_detections_per_img,
         box_score_thresh=settings.box_score_thresh,
     )
+    model.rpn = TopKRegionProposalNetwork.from_rpn(model.rpn)  # NMS stops at the post-NMS budget
     for head, salt in ((model.rpn, 1), (model.roi_heads, 2)):
         old = head.fg_bg_sampler
         head.fg_bg_sampler = KeyedSampler(old.batch_size_per_image, old.positive_fraction, salt=salt)
@@ -399,13 +402,18 @@ def c5_faster_rcnn(*, body: nn.Module, num_classes: int, settings: DetectorSetti
 
 
 class _Conv5Head(nn.Module):
-    """The C4 baseline's head: the whole conv5 stage on 14x14 RoIs, then global average pooling."""
+    """The C4 baseline's head: the whole conv5 stage on 14x14 RoIs, then global average pooling.
+
+    The stage runs channels-last (weights and RoI features): on a CPU its convolutions are ~25% faster
+    that way, the same arithmetic up to float rounding.
+    """
 
     def __init__(self, conv5: nn.Module) -> None:
         super().__init__()
-        self.conv5 = conv5
+        self.conv5 = conv5.to(memory_format=torch.channels_last)
 
     def forward(self, x: Tensor) -> Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
         return self.conv5(x).mean(dim=(2, 3))  # R x C5 x 7 x 7 -> R x C5
 
 
