@@ -17,6 +17,9 @@ and Tables 1 and 3 define the baselines and ablations. There is one keyword-only
   M5 = 1x1(C5), M_k = up2(M_{k+1}), P_k = 3x3(M_k).
 * ``fpn_p2_only``: Table 1(f). The FPN is built in full, but the RPN (all 15 anchors) and the RoI
   pooling use P2 only.
+* ``fpn_roi_align`` / ``fpn_roi_pool``: ``fpn`` with the pooler fixed to RoIAlign / RoIPool whatever
+  ``detect.pooler`` says: the two arms of Mask R-CNN's (arXiv 1703.06870, Sec. 3) RoIAlign-vs-RoIPool
+  comparison on the FPN detector, everything else equal (one of them is ``fpn`` itself).
 
 Decisions the paper leaves open (recorded in ``fpn_coco.json`` and the claims' scale_note):
 
@@ -429,6 +432,16 @@ def c4_faster_rcnn(*, body: nn.Module, num_classes: int, settings: DetectorSetti
     )
 
 
+def fpn_roi_align_faster_rcnn(*, body: nn.Module, num_classes: int, settings: DetectorSettings) -> FasterRCNN:
+    """Table 3(c) with RoIAlign (Mask R-CNN, arXiv 1703.06870 Sec. 3) whatever ``detect.pooler`` says."""
+    return fpn_faster_rcnn(body=body, num_classes=num_classes, settings=replace(settings, pooler="roi_align"))
+
+
+def fpn_roi_pool_faster_rcnn(*, body: nn.Module, num_classes: int, settings: DetectorSettings) -> FasterRCNN:
+    """Table 3(c) with RoIPool (FPN Sec. 4.2, quantised max pooling) whatever ``detect.pooler`` says."""
+    return fpn_faster_rcnn(body=body, num_classes=num_classes, settings=replace(settings, pooler="roi_pool"))
+
+
 SINGLE_MAP_MODELS = ("c4", "c5", "fpn_p2_only")  # one feature map for the RPN: the single-map budget
 Builder = Callable[..., FasterRCNN]
 BUILDERS: dict[str, Builder] = {  # one per name of repro.detect.config.MODELS (a test checks)
@@ -438,7 +451,11 @@ BUILDERS: dict[str, Builder] = {  # one per name of repro.detect.config.MODELS (
     "fpn_no_topdown": fpn_no_topdown_faster_rcnn,
     "fpn_no_lateral": fpn_no_lateral_faster_rcnn,
     "fpn_p2_only": fpn_p2_only_faster_rcnn,
+    "fpn_roi_align": fpn_roi_align_faster_rcnn,
+    "fpn_roi_pool": fpn_roi_pool_faster_rcnn,
 }
+# The arms whose pooler is fixed, whatever the config's ``pooler`` (RoIAlign vs RoIPool).
+FIXED_POOLER = {"fpn_roi_align": "roi_align", "fpn_roi_pool": "roi_pool"}
 
 
 def build_detector(model: str, *, body: nn.Module, num_classes: int, settings: DetectorSettings) -> FasterRCNN:
