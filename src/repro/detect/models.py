@@ -262,7 +262,9 @@ def _faster_rcnn(backbone: nn.Module, settings: DetectorSettings, *, num_classes
     for head, salt in ((model.rpn, 1), (model.roi_heads, 2)):
         old = head.fg_bg_sampler
         head.fg_bg_sampler = KeyedSampler(old.batch_size_per_image, old.positive_fraction, salt=salt)
-    return model
+    # channels-last weights: every convolution then runs channels-last (CPU: FPN and C5 steps ~10% faster);
+    # the same arithmetic up to float rounding
+    return model.to(memory_format=torch.channels_last)
 
 
 def _per_level_anchors(settings: DetectorSettings, n_levels: int) -> AnchorGenerator:
@@ -407,13 +409,13 @@ def c5_faster_rcnn(*, body: nn.Module, num_classes: int, settings: DetectorSetti
 class _Conv5Head(nn.Module):
     """The C4 baseline's head: the whole conv5 stage on 14x14 RoIs, then global average pooling.
 
-    The stage runs channels-last (weights and RoI features): on a CPU its convolutions are ~25% faster
-    that way, the same arithmetic up to float rounding.
+    The pooled RoIs enter channels-last, as the detector's weights are (:func:`_faster_rcnn`): on a CPU
+    the stage's convolutions are ~25% faster that way, the same arithmetic up to float rounding.
     """
 
     def __init__(self, conv5: nn.Module) -> None:
         super().__init__()
-        self.conv5 = conv5.to(memory_format=torch.channels_last)
+        self.conv5 = conv5
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.contiguous(memory_format=torch.channels_last)
