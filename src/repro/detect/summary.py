@@ -101,8 +101,9 @@ def fpn_paper_reference() -> dict[str, Any]:
 
 def _scale_note(cfg: dict[str, Any], meta: dict[str, Any], n_seeds: int, *,
                 pooler: str | None = None) -> str:
-    paper_scale = cfg["backbone"] == "resnet50" and cfg["min_size"] >= 800
-    where = ("paper-scale run" if paper_scale else
+    paper_scale = cfg["backbone"] != "tiny_resnet" and cfg["min_size"] >= 800
+    other = "" if cfg["backbone"] == "resnet50" else f" with {cfg['backbone']} (the paper: ResNet-50)"
+    where = (f"paper-scale run{other}" if paper_scale else
              f"{meta.get('backbone')} trained from scratch on {meta.get('n_train_images')} synthetic-shape images,"
              f" evaluated on {meta.get('n_val_images')} ({cfg['min_size']} px; COCO size buckets unchanged),"
              " vs ResNet-50 ImageNet-initialised on COCO trainval35k/minival at 800 px")
