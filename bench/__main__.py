@@ -62,11 +62,13 @@ def _benchmarks(args: argparse.Namespace) -> dict[str, Callable[[], list[dict[st
         return lars_step.run(threads=threads, quick=quick)
 
     def detect():
-        from bench import detect_throughput
+        from bench import detect_step, detect_throughput
 
         if args.tiny:
-            return detect_throughput.run(steps=1, rounds=1, n_train=4, n_val=2, threads=threads)
-        return detect_throughput.run(threads=threads, quick=quick)
+            return (detect_throughput.run(steps=1, rounds=1, n_train=4, n_val=2, threads=threads)
+                    + detect_step.run(steps=1, rounds=1, n_train=4, n_val=2, threads=threads))
+        return (detect_throughput.run(threads=threads, quick=quick)
+                + detect_step.run(threads=threads, rounds=1 if quick else 3))
 
     def dryrun():
         from bench import dryrun as dr

@@ -56,6 +56,41 @@ rule detect_train:
         )
 
 
+# FPN Sec. 5.2.1 running time: every trained model timed in one job, interleaved on the same val
+# images at the same size and thread count (repro.detect.timing); the GPU at full scale, as the paper.
+rule detect_timing:
+    input:
+        data=detection_input(),
+        metrics=expand(
+            "results/detect/{model}/s{seed}/metrics.json",
+            model=DETECT["models"],
+            seed=DETECT["seeds"],
+        ),
+        weights=expand(
+            "results/detect/{model}/s{seed}/model.pt",
+            model=DETECT["models"],
+            seed=DETECT["seeds"],
+        ),
+    output:
+        "results/detect/timing.json",
+    log:
+        "results/logs/detect/timing.log",
+    benchmark:
+        "results/benchmarks/detect/timing.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: DETECT_THREADS
+    resources:
+        mem_mb=16000 if DETECT_FULL else 2000,
+        runtime=120 if DETECT_FULL else 20,
+        gpu=0,
+    params:
+        cfg=as_json(DETECT_CLI),
+    shell:
+        "python -m repro.detect time --config {params.cfg:q} --threads {threads} --in {input.data}"
+        " --metrics {input.metrics} --weights {input.weights} --out {output} > {log} 2>&1"
+
+
 rule detect_fpn_coco:
     input:
         metrics=expand(
@@ -63,6 +98,7 @@ rule detect_fpn_coco:
             model=DETECT["models"],
             seed=DETECT["seeds"],
         ),
+        timing=rules.detect_timing.output[0],
     output:
         summary="results/fpn_coco.json",
         claims="results/claims/fpn.json",
@@ -86,7 +122,38 @@ rule detect_fpn_coco:
         cfg=as_json(DETECT_CLI),
     shell:
         "python -m repro.detect aggregate --config {params.cfg:q} --threads {threads} --in {input.metrics}"
-        " --out {output.summary} --claims {output.claims} --figure {output.figure} > {log} 2>&1"
+        " --timing {input.timing} --out {output.summary} --claims {output.claims} --figure {output.figure}"
+        " > {log} 2>&1"
+
+
+# The COCO evaluation server's test-dev 2017 results file of one trained run (full scale: the paper's
+# Table 3 numbers are test-dev). Its data is the `coco2017_test` download (test2017.zip and
+# image_info_test2017.zip); registered as a target only with detect.test_dev.enabled.
+rule detect_test_dev:
+    input:
+        data=lambda wc: raw_dataset("coco2017_test"),
+        weights="results/detect/{model}/s{seed}/model.pt",
+    output:
+        "results/detect/test_dev/s{seed}/detections_test-dev2017_{model}_results.json",
+    log:
+        "results/logs/detect/test_dev_{model}_s{seed}.log",
+    benchmark:
+        "results/benchmarks/detect/test_dev_{model}_s{seed}.tsv"
+    wildcard_constraints:
+        model=DETECT_MODELS,
+        seed=r"\d+",
+    conda:
+        "../../envs/torch.yaml"
+    threads: DETECT_THREADS
+    resources:
+        mem_mb=32000 if DETECT_FULL else 2000,
+        runtime=360 if DETECT_FULL else 20,
+        gpu=0,
+    params:
+        cfg=as_json(DETECT_CLI),
+    shell:
+        "python -m repro.detect test-dev --model {wildcards.model} --config {params.cfg:q} --threads {threads}"
+        " --in {input.data} --weights {input.weights} --out {output} > {log} 2>&1"
 
 
 # TI transfer: fine-tune the detector from each pretraining arm's backbone (a state_dict of
@@ -160,3 +227,9 @@ rule detect_ti_transfer:
 
 
 register_targets(*rules.detect_fpn_coco.output, *rules.detect_ti_transfer.output)
+if DETECT["test_dev"]["enabled"]:
+    register_targets(
+        "results/detect/test_dev/s{seed}/detections_test-dev2017_{model}_results.json".format(
+            **DETECT["test_dev"]
+        )
+    )

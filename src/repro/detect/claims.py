@@ -1,10 +1,12 @@
-"""Claims of FPN (Tables 1 and 3) and of TI's detection transfer (1708.02901 Tables 1 and 4).
+"""Claims of FPN (Tables 1 and 3, Sec. 5.2.1 running time), Mask R-CNN's RoIAlign vs RoIPool, and TI's
+detection transfer (1708.02901 Tables 1 and 4).
 
 Every claim is a signed sum of per-run metrics, such as FPN AP - C4 AP. It is computed per seed
 from runs that share the seed (a paired difference), averaged over seeds, and given a Student-t
 95% CI (:func:`repro.common.claims.one_sample_test`). The verdict is ``holds`` when the whole CI is above 0, ``fails`` when it is below 0, and
 ``inconclusive`` otherwise. With 2 seeds the t quantile is 12.7, so only large, consistent gaps
-can hold. The paper's value is the same difference taken from the tables, as a fraction.
+can hold. The paper's value is the same difference taken from the tables, as a fraction. The running
+time is a ratio instead (FPN / C4 inference s/image, :func:`timing_row`), and 'holds' means below 1.
 """
 
 from __future__ import annotations
@@ -67,7 +69,42 @@ FPN_CLAIMS: tuple[DiffClaim, ...] = (
     _delta("fpn_claim_ar1k_fpn_minus_no_lateral", "RPN AR1k, FPN - no-lateral pyramid (fraction)", "rpn.AR1k",
            "fpn", "fpn_no_lateral"),
     _delta("fpn_claim_ar1k_fpn_minus_p2_only", "RPN AR1k, FPN - P2 only (fraction)", "rpn.AR1k", "fpn", "fpn_p2_only"),
+    _delta("fpn_claim_ar1k_p2_only_minus_c4", "RPN AR1k, P2 only - C4 (fraction)", "rpn.AR1k", "fpn_p2_only", "c4"),
 )
+
+POOLER_CLAIM_ID = "fpn_claim_ap_roialign_minus_roipool"
+TIMING_CLAIM_ID = "fpn_claim_time_fpn_over_c4"
+
+
+def pooler_claim(models: Sequence[str], pooler: str) -> DiffClaim | None:
+    """RoIAlign beats RoIPool (Mask R-CNN, arXiv 1703.06870 Sec. 3) on the FPN detector, in COCO AP.
+
+    The RoIAlign arm is ``fpn_roi_align`` if it was run, else ``fpn`` when the config's pooler is
+    roi_align; the RoIPool arm likewise (``fpn_roi_pool`` / ``fpn`` with roi_pool). None without both.
+    """
+    def arm(fixed: str, kind: str) -> str | None:
+        return fixed if fixed in models else "fpn" if pooler == kind and "fpn" in models else None
+
+    align, pool = arm("fpn_roi_align", "roi_align"), arm("fpn_roi_pool", "roi_pool")
+    if align is None or pool is None:
+        return None
+    return _delta(POOLER_CLAIM_ID, f"COCO AP, FPN with RoIAlign ({align}) - with RoIPool ({pool}) (fraction)",
+                  "bbox.AP", align, pool)
+
+
+def timing_row(ratios: Mapping[int, float], *, paper: str, scale_note: str) -> ClaimRow:
+    """Sec. 5.2.1 running time: FPN's inference s/image over C4's, per seed; 'holds' if the CI is below 1.
+
+    The paper's value is the ratio of its two times, 0.148 s / 0.32 s (paper_values).
+    """
+    ref = paper_value(TIMING_CLAIM_ID)
+    values = [float(ratios[s]) for s in sorted(ratios)]
+    note = f"{scale_note} Per seed: {[round(v, 4) for v in values]}."
+    if len(values) < 2:
+        note += f" Only {len(values)} seed(s), so there is no CI and the verdict is inconclusive."
+    return ClaimRow(paper=paper, claim_id=TIMING_CLAIM_ID, claim=ref["claim"],
+                    metric="inference s/image, FPN / C4 (ratio; < 1: FPN faster)", paper_value=float(ref["value"]),
+                    scale_note=note, **one_sample_test(values, threshold=1.0, higher_is_better=False).fields())
 
 # The pretraining stage's arm names -> the paper's row names in ti_transfer.yaml.
 ARM_PAPER_ROW = {
@@ -115,7 +152,10 @@ def claim_rows(claims: Sequence[DiffClaim], runs: Runs, *, paper: str, scale_not
         note = f"{scale_note} Per seed: {[round(v, 4) for v in values]}."
         if len(values) < 2:
             note += f" Only {len(values)} seed(s) with all runs, so there is no CI and the verdict is inconclusive."
+        if ref["value"] is None:
+            note += f" The paper gives no number here ({ref['where']}): a measurement beside the paper's statement."
+        paper_val = None if ref["value"] is None else round(float(ref["value"]) / 100.0, 6)
         rows.append(ClaimRow(paper=paper, claim_id=c.claim_id, claim=ref["claim"], metric=c.metric,
-                             paper_value=round(float(ref["value"]) / 100.0, 6), scale_note=note,
+                             paper_value=paper_val, scale_note=note,
                              **one_sample_test(values, threshold=0.0).fields()))
     return rows

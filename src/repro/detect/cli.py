@@ -12,6 +12,11 @@ Commands:
   the config's ``transfer`` overrides, and ``--arm`` labels the run.
 * ``aggregate --in metrics... --out fpn_coco.json --claims fpn.json``: FPN Tables 1 and 3.
 * ``transfer-aggregate --in metrics... --out ti_transfer.json --claims ti_transfer.json``: TI transfer.
+* ``time --in DATA --metrics m.json... --weights model.pt... --out timing.json``: inference seconds
+  per image of every trained detector (the metrics files name model and seed, in the weights' order),
+  the models interleaved in one process on the same val images (``repro.detect.timing``).
+* ``test-dev --in DATA --model M --weights model.pt --out detections_test-dev2017_M_results.json``: the
+  COCO evaluation server's results file for the test-dev images (``repro.detect.testdev``).
 * ``score --gt DATA --dt detections.json [--proposals proposals.json]``: recompute a run's bbox AP, VOC07
   mAP@0.5 and RPN recall from the COCO results files ``train`` writes (``--detections-out``,
   ``--proposals-out``), e.g. after editing them or with another pycocotools.
@@ -48,14 +53,32 @@ def _aggregate(args: argparse.Namespace, *, transfer: bool) -> int:
     from repro.detect.figures import plot_fpn
     from repro.detect.summary import fpn_summary, transfer_summary
 
-    summarise = transfer_summary if transfer else fpn_summary
-    summary, rows = summarise([Path(p) for p in args.inputs], args.config, started=now_iso())
+    inputs = [Path(p) for p in args.inputs]
+    if transfer:
+        summary, rows = transfer_summary(inputs, args.config, started=now_iso())
+    else:
+        summary, rows = fpn_summary(inputs, args.config, started=now_iso(), timing=args.timing)
     atomic_write_json(args.out, summary)
     write_claims(args.claims, rows)
     if getattr(args, "figure", None) is not None:
         plot_fpn(summary, args.figure)
     for r in rows:
         print(f"{r.claim_id}: ours {r.ours_mean} CI {r.ours_ci95} paper {r.paper_value} -> {r.verdict}")
+    return 0
+
+
+def _time(args: argparse.Namespace) -> int:
+    from repro.detect.timing import timing_job
+
+    timing_job(args.data, args.metrics, args.weights, args.out, resolve_config(args.config), threads=args.threads,
+               started=args.started)
+    return 0
+
+
+def _test_dev(args: argparse.Namespace) -> int:
+    from repro.detect.testdev import run_test_dev
+
+    run_test_dev(args.data, args.model, args.weights, args.out, resolve_config(args.config))
     return 0
 
 
@@ -96,6 +119,18 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone-weights", type=Path, help="state_dict of the backbone module (TI transfer)")
     p.add_argument("--transfer", action="store_true", help="apply the config's transfer overrides")
     p.add_argument("--arm", default=None, help="pretraining arm label recorded in the metrics")
+    t = add_common_args(sub.add_parser("time", help="inference s/image of trained detectors, interleaved"),
+                        seed=False)
+    t.add_argument("--in", dest="data", type=Path, required=True, help="detection dataset folder (val images)")
+    t.add_argument("--metrics", nargs="+", type=Path, required=True, help="the runs' metrics JSON (model, seed)")
+    t.add_argument("--weights", nargs="+", type=Path, required=True, help="the runs' model.pt, same order")
+    t.add_argument("--out", type=Path, required=True, help="timing JSON")
+    td = add_common_args(sub.add_parser("test-dev", help="COCO test-dev results file of a trained detector"),
+                         seed=False)
+    td.add_argument("--in", dest="data", type=Path, required=True, help="folder with test2017/ and annotations/")
+    td.add_argument("--model", required=True, help="the trained model's name (as train --model)")
+    td.add_argument("--weights", type=Path, required=True, help="its model.pt")
+    td.add_argument("--out", type=Path, required=True, help="detections_test-dev2017_<alg>_results.json")
     sc = add_common_args(sub.add_parser("score", help="recompute a run's metrics from its COCO results files"),
                          seed=False)
     sc.add_argument("--gt", type=Path, required=True, help="the detection dataset folder whose val split was evaluated")
@@ -110,6 +145,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         a.add_argument("--claims", type=Path, required=True, help="claims JSON")
         if name == "aggregate":
             a.add_argument("--figure", type=Path, help="Tables 1/3 bar chart (PNG/SVG)")
+            a.add_argument("--timing", type=Path, help="the time command's JSON: the running-time row")
     return parser
 
 
@@ -120,4 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         return _train(args)
     if args.command == "score":
         return _score(args)
+    if args.command == "time":
+        return _time(args)
+    if args.command == "test-dev":
+        return _test_dev(args)
     return _aggregate(args, transfer=args.command == "transfer-aggregate")

@@ -11,7 +11,9 @@ from repro.common.config import stage_config
 PAPER_ROWS: dict[str, str] = {
     "c4": "a", "c5": "b", "fpn": "c", "fpn_no_topdown": "d", "fpn_no_lateral": "e", "fpn_p2_only": "f",
 }
-MODELS = tuple(PAPER_ROWS)
+# FPN with the pooler fixed (RoIAlign vs RoIPool, Mask R-CNN Sec. 3): no row of the FPN tables.
+POOLER_ARMS = ("fpn_roi_align", "fpn_roi_pool")
+MODELS = (*PAPER_ROWS, *POOLER_ARMS)
 TRANSFER_OVERRIDES = ("iterations", "lr", "warmup_iters", "lr_decay_at", "trainable_layers")
 
 

@@ -1,7 +1,8 @@
 """Detection data: COCO-format splits (the synthetic set and COCO 2017) and PASCAL VOC 2007.
 
 :func:`find_splits` maps a dataset folder (the rule's input) to its train/val annotations and image
-folders. It recognises three layouts:
+folders. It recognises three layouts (and :func:`find_test_dev` a fourth, images only, for the COCO
+evaluation server's results file):
 
 * the synthetic set (``results/data/detection``): ``train.json``, ``val.json``, ``images/{train,val}``;
 * COCO 2017 unpacked from the official zips (``results/data/raw/coco2017``):
@@ -108,6 +109,28 @@ def find_splits(root: str | os.PathLike) -> tuple[Split, Split]:
         f"{os.fspath(root)}: no detection data found; expected train.json + val.json (synthetic),"
         " annotations/instances_train2017.json (COCO 2017) or VOCdevkit/VOC2007 (VOC 2007)"
     )
+
+
+TEST_DEV_INFO = "annotations/image_info_test-dev2017.json"
+TEST_DEV_IMAGES = "test2017"
+
+
+def find_test_dev(root: str | os.PathLike) -> Split:
+    """COCO test-dev 2017 in a folder holding the official ``image_info_test2017.zip`` and ``test2017.zip``
+    unpacked: the images ``annotations/image_info_test-dev2017.json`` lists (a subset of ``test2017/``),
+    with no annotations."""
+    root = Path(root)
+    info = root / TEST_DEV_INFO
+    if not info.is_file():
+        raise FileNotFoundError(f"{os.fspath(root)}: no {TEST_DEV_INFO} (unpack COCO's image_info_test2017.zip there)")
+    data = read_json(info)
+    for key in ("images", "categories"):
+        if key not in data:
+            raise ValueError(f"{info}: not a COCO image-info file (no {key!r} list)")
+    images = root / TEST_DEV_IMAGES
+    if not images.is_dir():
+        raise FileNotFoundError(f"{os.fspath(root)}: no {TEST_DEV_IMAGES}/ folder (unpack COCO's test2017.zip there)")
+    return Split({**data, "annotations": []}, images, os.fspath(info))
 
 
 class CocoDetection(Dataset):

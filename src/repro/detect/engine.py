@@ -157,8 +157,10 @@ def infer(model: FasterRCNN, images: list[Tensor], *, box_proposals: int | None 
 
 
 def evaluate_model(model: FasterRCNN, loader: Iterable, *, device: torch.device, box_proposals: int | None,
-                   label_to_cat: Sequence[int]) -> dict[str, Any]:
-    """Run :func:`infer` over ``loader``. Returns COCO-format detections and proposals, and the time per image."""
+                   label_to_cat: Sequence[int], keep_proposals: bool = True) -> dict[str, Any]:
+    """Run :func:`infer` over ``loader``. Returns COCO-format detections and proposals, and the time per image.
+
+    ``keep_proposals=False`` returns no proposals (a test-dev run: 20k images x 1000 proposals)."""
     from repro.detect.metrics import detections_to_coco, proposals_to_coco
 
     dets: list[dict] = []
@@ -179,7 +181,8 @@ def evaluate_model(model: FasterRCNN, loader: Iterable, *, device: torch.device,
             image_id = int(t["image_id"])
             dets += detections_to_coco(image_id, o["boxes"].cpu().numpy(), o["scores"].cpu().numpy(),
                                        o["labels"].cpu().numpy(), label_to_cat)
-            props += proposals_to_coco(image_id, p.cpu().numpy(), label_to_cat[1])
+            if keep_proposals:
+                props += proposals_to_coco(image_id, p.cpu().numpy(), label_to_cat[1])
             per_image.append(len(p))
     counts = {"mean": sum(per_image) / len(per_image), "min": min(per_image)} if per_image else {"mean": 0.0, "min": 0}
     return {"detections": dets, "proposals": props, "infer_s_per_img": seconds / max(n_images, 1),

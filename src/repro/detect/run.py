@@ -23,11 +23,11 @@ from repro.detect.backbone import build_body, freeze_layers, load_backbone_weigh
 from repro.detect.data import CocoDetection, eval_loader, find_splits, train_loader
 from repro.detect.engine import NonFiniteLossError, build_optimizer, evaluate_model, lr_at, train, write_train_log
 from repro.detect.metrics import coco_from_dict, score_results
-from repro.detect.models import DetectorSettings, build_detector
+from repro.detect.models import FIXED_POOLER, DetectorSettings, build_detector
 
 # Config keys that change how a run is carried out but not its numbers (not in a checkpoint's identity).
 NOT_SHAPING_RUN = ("checkpoint_every", "device", "num_workers", "cache_images", "eval_batch_size", "models", "seeds",
-                   "transfer", "amp")
+                   "transfer", "amp", "timing_images", "timing_rounds", "test_dev")
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ def train_and_evaluate(job: TrainJob, cfg: dict[str, Any], info: DistInfo, devic
                                        if cfg["backbone"] == "tiny_resnet" else ""),
         "pretrained": (f"backbone weights {job.backbone_weights}" if job.backbone_weights is not None
                        else "ImageNet" if cfg["backbone"] != "tiny_resnet" and cfg["imagenet_weights"] else False),
-        "pooler": cfg["pooler"],
+        "pooler": FIXED_POOLER.get(job.model, cfg["pooler"]),
         "rpn_budget": settings.rpn_budget(job.model),
         "proposals_per_image": out["proposals_per_image"],
         "canonical_scale": settings.roi_canonical_scale,

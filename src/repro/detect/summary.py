@@ -16,7 +16,7 @@ from repro.common.claims import ClaimRow, ci95
 from repro.common.io import read_json
 from repro.common.paper_values import all_paper_values
 from repro.common.provenance import provenance_record
-from repro.detect.claims import ARM_PAPER_ROW, FPN_CLAIMS, claim_rows, transfer_claims
+from repro.detect.claims import ARM_PAPER_ROW, FPN_CLAIMS, claim_rows, pooler_claim, timing_row, transfer_claims
 from repro.detect.config import PAPER_ROWS, resolve_config
 from repro.detect.metrics import BBOX_STATS, RPN_KEYS
 
@@ -99,15 +99,17 @@ def fpn_paper_reference() -> dict[str, Any]:
     }
 
 
-def _scale_note(cfg: dict[str, Any], meta: dict[str, Any], n_seeds: int) -> str:
-    paper_scale = cfg["backbone"] == "resnet50" and cfg["min_size"] >= 800
-    where = ("paper-scale run" if paper_scale else
+def _scale_note(cfg: dict[str, Any], meta: dict[str, Any], n_seeds: int, *,
+                pooler: str | None = None) -> str:
+    paper_scale = cfg["backbone"] != "tiny_resnet" and cfg["min_size"] >= 800
+    other = "" if cfg["backbone"] == "resnet50" else f" with {cfg['backbone']} (the paper: ResNet-50)"
+    where = (f"paper-scale run{other}" if paper_scale else
              f"{meta.get('backbone')} trained from scratch on {meta.get('n_train_images')} synthetic-shape images,"
              f" evaluated on {meta.get('n_val_images')} ({cfg['min_size']} px; COCO size buckets unchanged),"
              " vs ResNet-50 ImageNet-initialised on COCO trainval35k/minival at 800 px")
     return (
         f"{where}; {cfg['iterations']} iterations at batch {cfg['batch_size']} (paper 80k at 16); pooler"
-        f" {cfg['pooler']} (paper RoIPool); RPN and head trained jointly with shared features (Table 3 trains"
+        f" {pooler or cfg['pooler']} (paper RoIPool); RPN and head trained jointly with shared features (Table 3 trains"
         f" them unshared, closer to Table 5); anchors {cfg['anchor_sizes']} px and Eq. 1 canonical size"
         f" {meta.get('canonical_scale'):.0f} px (224 scaled to the input); 2-fc head of"
         f" {cfg['representation_size']} (paper 1024); {cfg['box_batch_size_per_image']} RoIs/image (paper 512);"
@@ -142,16 +144,42 @@ def _deltas(by_model: dict[str, dict[int, dict[str, Any]]], a: str, b: str) -> d
     return {"seeds": seeds, **out}
 
 
-def fpn_summary(paths: Sequence[Path], config: dict[str, Any], *, started: str
+def timing_note(timing: dict[str, Any]) -> str:
+    """How the running-time ratio was measured (the scale note of its row)."""
+    s = timing["s_per_image"]
+    times = ", ".join(f"{m} {v * 1000:.1f} ms" for m, v in sorted(s.items()))
+    return (f"Inference s/image of every trained model, measured in one job ({timing['clock']}, {timing['device']},"
+            f" {timing['threads']} thread(s), {timing['image_size'][0]} px, {timing['n_images']} val images,"
+            f" {timing['rounds']} interleaved rounds, median per model and seed): {times} (mean over seeds);"
+            " paper: ResNet-50 at 800 px on one M40 GPU, 0.148 s (FPN) and 0.32 s (C4). Same budgets and"
+            " head inputs as the evaluation (box_proposals_test proposals into the head).")
+
+
+def fpn_summary(paths: Sequence[Path], config: dict[str, Any], *, started: str, timing: Path | None = None
                 ) -> tuple[dict[str, Any], list[ClaimRow]]:
-    """``fpn_coco.json`` content and the ``claims/fpn.json`` rows from the runs' metrics files."""
+    """``fpn_coco.json`` content and the ``claims/fpn.json`` rows from the runs' metrics files (and the
+    timing job's JSON, for the Sec. 5.2.1 running-time row)."""
     cfg = resolve_config(config)
     by_model, models, flat, n_seeds = _grouped(paths, "model", PAPER_ROWS)
     deltas = {f"fpn_minus_{b}": _deltas(by_model, "fpn", b) for b in ("c4", "c5")
               if "fpn" in by_model and b in by_model}
     note = _scale_note(cfg, next(iter(models.values())), n_seeds) + " " + budget_note(models)
     rows = claim_rows(FPN_CLAIMS, flat, paper="FPN (arXiv 1612.03144)", scale_note=note)
-    summary = {"units": UNITS, "models": models, "deltas": deltas, "paper_reference": fpn_paper_reference(),
+    pooler = pooler_claim(list(by_model), cfg["pooler"])
+    if pooler is not None:
+        pooler_note = _scale_note(cfg, models["fpn" if "fpn" in models else pooler.terms[0][1]], n_seeds,
+                                  pooler=f"RoIAlign (sampling ratio {cfg['sampling_ratio']}) in one arm, RoIPool in the other")
+        rows += claim_rows([pooler], flat, paper="Mask R-CNN (arXiv 1703.06870)",
+                           scale_note=pooler_note + " " + budget_note(models))
+    extra: dict[str, Any] = {}
+    if timing is not None:
+        t = read_json(timing)
+        ratios = {int(s): float(v) for s, v in t["fpn_over_c4"].items()}
+        if ratios:
+            rows.append(timing_row(ratios, paper="FPN (arXiv 1612.03144)", scale_note=timing_note(t)))
+        extra["timing"] = {k: t[k] for k in ("units", "clock", "device", "threads", "image_size", "n_images",
+                                             "rounds", "s_per_image", "per_seed_s_per_image", "fpn_over_c4")}
+    summary = {"units": UNITS, "models": models, "deltas": deltas, **extra, "paper_reference": fpn_paper_reference(),
                **_closing(rows, cfg, started)}
     return summary, rows
 
