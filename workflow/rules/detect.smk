@@ -1,6 +1,6 @@
 # Detection stage: Faster R-CNN with a Feature Pyramid Network and its C4/C5 baselines (FPN, arXiv
 # 1612.03144, Tables 1 and 3), COCO metrics, and the detection transfer of Transitive Invariance
-# (1708.02901, Tables 1 and 4). One job per (model, seed); one aggregate job per results file.
+# (1708.02901, Tables 3 and 4). One job per (model, seed); one aggregate job per results file.
 DETECT = config["detect"]
 # `detect.threads: null` falls back to the top-level `threads` (full scale).
 DETECT_THREADS = DETECT["threads"] or THREADS
@@ -11,12 +11,31 @@ from repro.detect.config import MODELS  # noqa: E402
 
 DETECT_MODELS = "|".join(MODELS)
 DETECT_FULL = config["scale"] == "full"
-# The transfer's dataset: the detection data, or VOC 2007 (TI's Table 1) at full scale.
-DETECT_TRANSFER_DATA = (
-    detection_input()
-    if DETECT["transfer"]["data_source"] == "same"
-    else raw_dataset(DETECT["transfer"]["data_source"])
-)
+# TI transfer data sets (detect.transfer.datasets): the synthetic detection set, VOC 2007 (Table 3's
+# Faster R-CNN) or COCO 2017 (Table 4), each with its schedule (detect.transfer.schedules).
+TRANSFER = DETECT["transfer"]
+TRANSFER_DATASETS = TRANSFER["datasets"]
+
+
+def transfer_data(wc):
+    """The data folder of transfer data set ``wc.dataset``: the detection input when it is the detection
+    data (data.detection.source), else the downloaded raw data set."""
+    if wc.dataset == config["data"]["detection"]["source"]:
+        return detection_input()
+    if wc.dataset == "synthetic":
+        raise ValueError(
+            "detect.transfer.datasets: 'synthetic' needs data.detection.source: synthetic"
+        )
+    return raw_dataset(wc.dataset)
+
+
+def transfer_cfg(dataset):
+    """The detect config of one transfer data set: its schedule overrides and its name as data_source."""
+    transfer = {k: v for k, v in TRANSFER.items() if k not in ("datasets", "schedules")}
+    transfer |= TRANSFER.get("schedules", {}).get(dataset, {}) | {
+        "data_source": dataset
+    }
+    return as_json(DETECT_CLI | {"transfer": transfer})
 
 
 rule detect_train:
@@ -91,22 +110,23 @@ rule detect_fpn_coco:
 
 # TI transfer: fine-tune the detector from each pretraining arm's backbone (a state_dict of
 # repro.detect.backbone.tiny_resnet, or resnet50 at full scale), written by the pretraining stage as
-# results/pretrain/{arm}/s{seed}/backbone.pt.
+# results/pretrain/{arm}/s{seed}/backbone.pt; one job per data set x arm x seed.
 rule detect_transfer:
     input:
-        data=DETECT_TRANSFER_DATA,
+        data=transfer_data,
         backbone="results/pretrain/{arm}/s{seed}/backbone.pt",
     output:
-        metrics="results/detect/transfer/{arm}/s{seed}/metrics.json",
-        weights="results/detect/transfer/{arm}/s{seed}/model.pt",
-        steps="results/detect/transfer/{arm}/s{seed}/train_log.csv",
-        detections="results/detect/transfer/{arm}/s{seed}/detections.json",
-        proposals="results/detect/transfer/{arm}/s{seed}/proposals.json",
+        metrics="results/detect/transfer/{dataset}/{arm}/s{seed}/metrics.json",
+        weights="results/detect/transfer/{dataset}/{arm}/s{seed}/model.pt",
+        steps="results/detect/transfer/{dataset}/{arm}/s{seed}/train_log.csv",
+        detections="results/detect/transfer/{dataset}/{arm}/s{seed}/detections.json",
+        proposals="results/detect/transfer/{dataset}/{arm}/s{seed}/proposals.json",
     log:
-        "results/logs/detect/transfer_{arm}_s{seed}.log",
+        "results/logs/detect/transfer_{dataset}_{arm}_s{seed}.log",
     benchmark:
-        "results/benchmarks/detect/transfer_{arm}_s{seed}.tsv"
+        "results/benchmarks/detect/transfer_{dataset}_{arm}_s{seed}.tsv"
     wildcard_constraints:
+        dataset="|".join(TRANSFER_DATASETS),
         arm=r"[a-z0-9_]+",
         seed=r"\d+",
     conda:
@@ -118,10 +138,10 @@ rule detect_transfer:
         gpu=GPUS_PER_JOB,
         cpus_per_task=ddp_cpus,
     params:
-        cfg=as_json(DETECT_CLI),
+        cfg=lambda wc: transfer_cfg(wc.dataset),
         seed=lambda wc: wc.seed,
-        model=DETECT["transfer"]["model"],
-        ckpt=lambda wc: f"results/checkpoints/detect/transfer_{wc.arm}_s{wc.seed}",
+        model=TRANSFER["model"],
+        ckpt=lambda wc: f"results/checkpoints/detect/transfer_{wc.dataset}_{wc.arm}_s{wc.seed}",
     shell:
         ddp_shell(
             "repro.detect train --transfer --arm {wildcards.arm} --model {params.model}"
@@ -132,20 +152,24 @@ rule detect_transfer:
         )
 
 
+# One summary and claims file per transfer data set, its rows beside the paper table of its protocol.
 rule detect_ti_transfer:
     input:
-        metrics=expand(
-            "results/detect/transfer/{arm}/s{seed}/metrics.json",
-            arm=DETECT["transfer"]["arms"],
-            seed=DETECT["transfer"]["seeds"],
+        metrics=lambda wc: expand(
+            "results/detect/transfer/{dataset}/{arm}/s{seed}/metrics.json",
+            dataset=wc.dataset,
+            arm=TRANSFER["arms"],
+            seed=TRANSFER["seeds"],
         ),
     output:
-        summary="results/ti_transfer.json",
-        claims="results/claims/ti_transfer.json",
+        summary="results/ti_transfer_{dataset}.json",
+        claims="results/claims/ti_transfer_{dataset}.json",
     log:
-        "results/logs/detect/ti_transfer.log",
+        "results/logs/detect/ti_transfer_{dataset}.log",
     benchmark:
-        "results/benchmarks/detect/ti_transfer.tsv"
+        "results/benchmarks/detect/ti_transfer_{dataset}.tsv"
+    wildcard_constraints:
+        dataset="|".join(TRANSFER_DATASETS),
     conda:
         "../../envs/torch.yaml"
     threads: 1
@@ -153,10 +177,19 @@ rule detect_ti_transfer:
         mem_mb=2000,
         runtime=10,
     params:
-        cfg=as_json(DETECT_CLI),
+        cfg=lambda wc: transfer_cfg(wc.dataset),
     shell:
         "python -m repro.detect transfer-aggregate --config {params.cfg:q} --threads {threads}"
         " --in {input.metrics} --out {output.summary} --claims {output.claims} > {log} 2>&1"
 
 
-register_targets(*rules.detect_fpn_coco.output, *rules.detect_ti_transfer.output)
+register_targets(
+    *rules.detect_fpn_coco.output,
+    *expand(
+        [
+            "results/ti_transfer_{dataset}.json",
+            "results/claims/ti_transfer_{dataset}.json",
+        ],
+        dataset=TRANSFER_DATASETS,
+    ),
+)
