@@ -17,25 +17,36 @@ TRANSFER = DETECT["transfer"]
 TRANSFER_DATASETS = TRANSFER["datasets"]
 
 
-def transfer_data(wc):
-    """The data folder of transfer data set ``wc.dataset``: the detection input when it is the detection
-    data (data.detection.source), else the downloaded raw data set."""
-    if wc.dataset == config["data"]["detection"]["source"]:
-        return detection_input()
-    if wc.dataset == "synthetic":
-        raise ValueError(
-            "detect.transfer.datasets: 'synthetic' needs data.detection.source: synthetic"
-        )
-    return raw_dataset(wc.dataset)
-
-
-def transfer_cfg(dataset):
-    """The detect config of one transfer data set: its schedule overrides and its name as data_source."""
-    transfer = {k: v for k, v in TRANSFER.items() if k not in ("datasets", "schedules")}
-    transfer |= TRANSFER.get("schedules", {}).get(dataset, {}) | {
-        "data_source": dataset
-    }
-    return as_json(DETECT_CLI | {"transfer": transfer})
+# Per data set: its folder (the detection input when it is data.detection.source, else the raw download)
+# and the detect config of its runs (its schedule overrides, its name as transfer.data_source).
+if (
+    "synthetic" in TRANSFER_DATASETS
+    and config["data"]["detection"]["source"] != "synthetic"
+):
+    raise ValueError(
+        "detect.transfer.datasets: 'synthetic' needs data.detection.source: synthetic"
+    )
+TRANSFER_DATA = {
+    ds: (
+        detection_input()
+        if ds == config["data"]["detection"]["source"]
+        else raw_dataset(ds)
+    )
+    for ds in TRANSFER_DATASETS
+}
+TRANSFER_CFG = {
+    ds: as_json(
+        DETECT_CLI
+        | {
+            "transfer": {
+                k: v for k, v in TRANSFER.items() if k not in ("datasets", "schedules")
+            }
+            | TRANSFER.get("schedules", {}).get(ds, {})
+            | {"data_source": ds}
+        }
+    )
+    for ds in TRANSFER_DATASETS
+}
 
 
 rule detect_train:
@@ -113,7 +124,7 @@ rule detect_fpn_coco:
 # results/pretrain/{arm}/s{seed}/backbone.pt; one job per data set x arm x seed.
 rule detect_transfer:
     input:
-        data=transfer_data,
+        data=lambda wc: TRANSFER_DATA[wc.dataset],
         backbone="results/pretrain/{arm}/s{seed}/backbone.pt",
     output:
         metrics="results/detect/transfer/{dataset}/{arm}/s{seed}/metrics.json",
@@ -138,7 +149,7 @@ rule detect_transfer:
         gpu=GPUS_PER_JOB,
         cpus_per_task=ddp_cpus,
     params:
-        cfg=lambda wc: transfer_cfg(wc.dataset),
+        cfg=lambda wc: TRANSFER_CFG[wc.dataset],
         seed=lambda wc: wc.seed,
         model=TRANSFER["model"],
         ckpt=lambda wc: f"results/checkpoints/detect/transfer_{wc.dataset}_{wc.arm}_s{wc.seed}",
@@ -177,7 +188,7 @@ rule detect_ti_transfer:
         mem_mb=2000,
         runtime=10,
     params:
-        cfg=lambda wc: transfer_cfg(wc.dataset),
+        cfg=lambda wc: TRANSFER_CFG[wc.dataset],
     shell:
         "python -m repro.detect transfer-aggregate --config {params.cfg:q} --threads {threads}"
         " --in {input.metrics} --out {output.summary} --claims {output.claims} > {log} 2>&1"
