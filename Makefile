@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(abspath $(VENV))/bin
 CORES  ?= all
 
-.PHONY: run test test-fast lint smoke bench report clean-results
+.PHONY: run test test-fast lint smoke bench bench-gpu report clean-results
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ smoke: $(VENV)/.installed
 ##        BENCH_ARGS="--dag both" adds the whole DAG on the embedded default (~19 min more); "--quick": ~2 min
 bench: $(VENV)/.installed
 	PATH=$(BIN):$$PATH $(BIN)/python -m bench $(BENCH_ARGS)
+
+## bench-gpu: the GPU check on a CUDA machine (AMP vs fp32 step times of the full-scale models, torchvision's
+##            reference detection step, 2-rank nccl DDP, the smoke DAG on the GPU) -> results/bench_gpu.json;
+##            on a CPU-only machine it says so and exits 0
+bench-gpu: $(VENV)/.installed
+	PATH=$(BIN):$$PATH $(BIN)/python -m bench.gpu $(BENCH_ARGS)
 
 clean-results:
 	rm -rf results/*/ results/*.json results/*.csv .snakemake/

@@ -14,5 +14,6 @@ PUBLIC_API: dict[str, str] = {
     "repro.detect.backbone": "the backbone whose state_dict pretraining writes and detection loads",
     "repro.graph.engine": "the context-prediction training loop (TI's [9]) the pretraining stage's context arm runs",
     "repro.graph.features": "the context-prediction sampler the pretraining stage's context arm trains on",
+    "repro.lars.grid": "the learning rates each cell of the LARS study searches (priced by the report)",
     "repro.lars.optim": "the LARS optimizer and its warm-up + polynomial schedule",
 }

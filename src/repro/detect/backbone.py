@@ -36,7 +36,9 @@ stage should feed its patches the same way, so the transferred first layers see 
 
 The stem is a 3x3 stride-2 conv (not ResNet's 7x7) because the default scale uses 256-px images and
 32-px patches (a small ResNet: TinyResNet).  :func:`resnet50` is the paper's
-ResNet-50 for full scale (torchvision's, ImageNet-initialised from a local file).
+ResNet-50 for full scale (torchvision's, ImageNet-initialised from a local file).  :func:`vgg16_body`
+is torchvision's VGG16 cut into the same five children (the backbone of Transitive Invariance's
+full-scale towers and detectors; FPN itself uses ResNets).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 from torchvision.models.resnet import resnet50 as _tv_resnet50
+from torchvision.models.vgg import vgg16 as _tv_vgg16
+from torchvision.models.vgg import vgg16_bn as _tv_vgg16_bn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")  # C2, C3, C4, C5
@@ -126,19 +130,71 @@ def resnet50(*, frozen_bn: bool = True) -> ResNet:
     return model
 
 
+class VGG16Body(nn.Module):
+    """torchvision's VGG16 ``features`` cut after each max-pool: ``stem`` (conv1_x, pool1) and
+    ``layer1..layer4`` (conv2_x..conv5_x, each ending in its pool) give C2..C5 at strides 4..32."""
+
+    def __init__(self, features: nn.Sequential) -> None:
+        super().__init__()
+        cuts = [i + 1 for i, m in enumerate(features) if isinstance(m, nn.MaxPool2d)]
+        if len(cuts) != 5:
+            raise ValueError(f"vgg16_body: expected 5 max-pools in VGG16's features, found {len(cuts)}")
+        for name, lo, hi in zip(("stem", *STAGES), [0, *cuts[:-1]], cuts):
+            setattr(self, name, nn.Sequential(*features[lo:hi]))
+        self.channels = tuple(_out_channels(getattr(self, n)) for n in STAGES)  # (128, 256, 512, 512)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] -> C5 = pool5 [B, 512, H/32, W/32]."""
+        x = self.stem(x)
+        for name in STAGES:
+            x = getattr(self, name)(x)
+        return x
+
+
+def _out_channels(stage: nn.Sequential) -> int:
+    return [m for m in stage if isinstance(m, nn.Conv2d)][-1].out_channels
+
+
+def vgg16_body(*, batch_norm: bool = False, imagenet_weights: str | os.PathLike | None = None) -> VGG16Body:
+    """VGG16's conv trunk (Simonyan & Zisserman, configuration D; torchvision's builder), no classifier.
+
+    Children ``stem`` (conv1_1-conv1_2, pool1), ``layer1`` (conv2_x, pool2: C2, 128 ch, stride 4),
+    ``layer2`` (conv3_x, pool3: C3, 256, /8), ``layer3`` (conv4_x, pool4: C4, 512, /16) and ``layer4``
+    (conv5_x, pool5: C5, 512, /32), so ``forward`` returns pool5 and the detection builders take
+    C2..C5 from ``layer1..layer4`` as for the ResNets. ``batch_norm`` uses ``vgg16_bn`` (a BatchNorm
+    after every conv; the paper's VGG16 has none). ``imagenet_weights`` is a local torchvision
+    checkpoint of the same variant (``vgg16-397923af.pth`` / ``vgg16_bn-6c64b313.pth``); its
+    ``features.*`` are loaded strictly, the classifier is dropped. State-dict keys are
+    ``stem.K.*`` and ``layerN.K.*`` (K: index within the child).
+    """
+    net = (_tv_vgg16_bn if batch_norm else _tv_vgg16)(weights=None)
+    if imagenet_weights is not None:
+        path = Path(imagenet_weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"detect.imagenet_weights: no such file {os.fspath(path)!r} (VGG16 state_dict)")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        net.features.load_state_dict({k[len("features."):]: v for k, v in state.items()
+                                      if k.startswith("features.")}, strict=True)
+    return VGG16Body(net.features)
+
+
 def build_body(*, name: str, width: int = 16, blocks: Sequence[int] = (1, 1, 1, 1),
                imagenet_weights: str | None = None, imagenet_init: bool = True) -> nn.Module:
     """The backbone named in the config.
 
     ResNet-50 is initialised from its ImageNet weights file (paper Sec. 4.1) unless ``imagenet_init`` is
     False (TI transfer: the pretraining arm's weights are loaded instead).  Only ImageNet weights come
-    with statistics worth freezing; a transferred arm gets trainable BatchNorm on batch statistics, as
-    its pretraining net had.  Frozen at the initial statistics (mean 0, var 1) the ``scratch`` arm
+    with statistics worth freezing; a transferred ResNet-50 gets trainable BatchNorm on batch statistics,
+    as its pretraining net had.  Frozen at the initial statistics (mean 0, var 1) the ``scratch`` arm
     would have no normalisation at all: its C5 activations come out about 36x the scale that batch
-    statistics give, and every "arm - scratch" difference would carry that artefact.
+    statistics give, and every "arm - scratch" difference would carry that artefact.  VGG16 loads
+    ImageNet weights when ``imagenet_weights`` is given and ``imagenet_init`` is True, and otherwise
+    starts from torchvision's random initialisation.
     """
     if name == "tiny_resnet":
         return tiny_resnet(width=width, blocks=blocks)
+    if name == "vgg16":
+        return vgg16_body(imagenet_weights=imagenet_weights if imagenet_init else None)
     if name == "resnet50":
         body = resnet50(frozen_bn=imagenet_init)
         if not imagenet_init:
@@ -159,7 +215,7 @@ def build_body(*, name: str, width: int = 16, blocks: Sequence[int] = (1, 1, 1, 
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         body.load_state_dict(state, strict=True)
         return body
-    raise ValueError(f"detect.backbone: unknown backbone {name!r} (tiny_resnet | resnet50)")
+    raise ValueError(f"detect.backbone: unknown backbone {name!r} (tiny_resnet | resnet50 | vgg16)")
 
 
 def load_backbone_weights(body: nn.Module, path: str | os.PathLike) -> None:

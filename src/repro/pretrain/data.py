@@ -38,13 +38,12 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from repro.common.npz import open_npy
+from repro.common.npz import open_npy, read_npz
 
 __all__ = ["ARMS", "RANKING_ARMS", "starts_from_context", "EvalSet", "PairSet", "PatchBank", "arm_graph_variant", "load_nodes", "load_pairs", "load_patches",
            "detection_crops", "mined_crops", "select_pairs", "voc_crops"]
@@ -87,25 +86,9 @@ def load_patches(path: str | os.PathLike) -> np.ndarray:
     return x
 
 
-def _npz(path: str | os.PathLike, keys: tuple[str, ...], what: str) -> dict[str, np.ndarray]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what}: missing file {os.fspath(path)!r}")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            files = list(z.files)
-            arrays = {k: z[k] for k in files}
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise ValueError(f"{what} {os.fspath(path)!r}: not a readable .npz file (truncated or corrupt?): {exc}") from exc
-    missing = [k for k in keys if k not in files]
-    if missing:
-        raise ValueError(f"{what} {os.fspath(path)!r}: lacks arrays {missing}")
-    return arrays
-
-
 def load_nodes(path: str | os.PathLike, n_nodes: int) -> dict[str, np.ndarray]:
     """``nodes.npz`` with one row per patch (checked against the patch count)."""
-    nodes = _npz(path, NODE_KEYS, "nodes")
+    nodes = read_npz(path, NODE_KEYS, what="nodes", all_arrays=True)
     bad = [k for k in NODE_KEYS if len(nodes[k]) != n_nodes]
     if bad:
         raise ValueError(f"nodes {os.fspath(path)!r}: arrays {bad} do not have one row per patch ({n_nodes})")
@@ -126,7 +109,7 @@ class PairSet:
 
 def load_pairs(path: str | os.PathLike, n_nodes: int) -> dict[str, np.ndarray]:
     """``pairs.npz``, with every node id checked to be a row of ``patches.npy``."""
-    pairs = _npz(path, PAIR_KEYS, "pairs")
+    pairs = read_npz(path, PAIR_KEYS, what="pairs", all_arrays=True)
     n = len(pairs["a"])
     if any(len(pairs[k]) != n for k in PAIR_KEYS):
         raise ValueError(f"pairs {os.fspath(path)!r}: arrays {PAIR_KEYS} differ in length")
