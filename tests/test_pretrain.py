@@ -358,3 +358,12 @@ def test_imagenet_arm_puts_the_users_weights_into_the_backbone(tmp_path: Path, c
     argv[argv.index("--weights") + 1] = str(tmp_path / "missing.pth")
     assert run_cli(cli.main, argv) != 0
     assert "detect.imagenet_weights" in capsys.readouterr().err
+
+
+def test_vgg16_tower_is_the_papers_and_its_backbone_loads_into_the_detector() -> None:
+    """Sec. 4: the tower is VGG16's convolutions; its backbone state_dict is the detector's vgg16 body's."""
+    from repro.detect.backbone import build_body
+
+    net = cli._build_net({**CFG, "backbone": "vgg16"}, 0)
+    assert net(torch.zeros(2, 3, 32, 32)).shape == (2, CFG["embed"])
+    build_body(name="vgg16", imagenet_init=False).load_state_dict(net.backbone.state_dict(), strict=True)

@@ -270,12 +270,18 @@ def cmd_imagenet(args: argparse.Namespace) -> dict:
     the tower's backbone (its classifier dropped), saved as that backbone's state_dict. Nothing is trained."""
     import torch
 
+    from repro.detect.backbone import vgg16_body
+
     net = _build_net(args.config, args.seed)
     if not args.weights.is_file():
         raise FileNotFoundError(f"imagenet: no such file {args.weights} (detect.imagenet_weights: torchvision's"
                                 " ImageNet checkpoint of the detection backbone, supplied by the user)")
-    state = torch.load(args.weights, map_location="cpu", weights_only=True)
-    state = {k: v for k, v in state.items() if not k.startswith(("fc.", "classifier."))}
+    if borrowed(args.config, "detect", ("backbone",))["backbone"] == "vgg16":  # torchvision's features.* names
+        body = vgg16_body(imagenet_weights=args.weights)
+        state = body.state_dict()
+    else:
+        state = torch.load(args.weights, map_location="cpu", weights_only=True)
+        state = {k: v for k, v in state.items() if not k.startswith(("fc.", "classifier."))}
     net.backbone.load_state_dict(state, strict=True)
     atomic_torch_save(args.out_backbone, net.backbone.state_dict())
     write_provenance(args.out_backbone, args.config, args.seed, started=args.started, stage="pretrain.imagenet")
