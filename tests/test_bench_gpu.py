@@ -83,7 +83,10 @@ def test_price_of_the_full_config_is_estimated_without_measurements() -> None:
     assert fpn.jobs == 2 and fpn.gpu_hours_per_job == pytest.approx(80.0)  # the paper's 8 GPUs x 10 h
     assert fpn.wall_hours_per_job(8) == pytest.approx(10.0)
     assert total(rows) == pytest.approx(sum(r.jobs * r.gpu_hours_per_job for r in rows))
-    assert sum(r.jobs for r in rows if r.rule.startswith("detect train")) == 12  # 6 models x 2 seeds
+    det = _full()["detect"]
+    assert sum(r.jobs for r in rows if r.rule.startswith("detect train")) == len(det["models"]) * len(det["seeds"])
+    transfer = [r for r in rows if r.rule.startswith("detect transfer")]  # one row per data set, its own schedule
+    assert len(transfer) == len(det["transfer"]["datasets"]) and transfer[0].jobs == len(det["transfer"]["arms"]) * 2
     table = markdown_table(rows)
     assert table.splitlines()[0].startswith("| rule | jobs | GPU-hours") and "**total**" in table
 

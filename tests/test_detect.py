@@ -20,7 +20,7 @@ from torchvision.ops import roi_pool
 from repro.common.config import section_defaults
 from repro.common.paper_values import all_paper_values
 from repro.detect.backbone import STAGES, load_backbone_weights, tiny_resnet
-from repro.detect.claims import FPN_CLAIMS, claim_rows, per_seed_values, transfer_claims
+from repro.detect.claims import FPN_CLAIMS, TRANSFER_FAMILIES, claim_rows, per_seed_values, transfer_claims
 from repro.detect.config import resolve_config
 from repro.detect.data import StepBatchSampler, hflip_sample
 from repro.detect.engine import lr_at
@@ -391,12 +391,18 @@ def test_paper_claim_values_equal_the_table_differences() -> None:
     for name, row in (("no_topdown", "d"), ("no_lateral", "e"), ("p2_only", "f")):
         assert v[f"fpn_claim_ar1k_fpn_minus_{name}"] == pytest.approx(t("t1c_ar1k") - t(f"t1{row}_ar1k"))
     ti = lambda key: v[f"ti_transfer_{key}"]  # noqa: E731
-    for metric, table in (("voc", "t1_voc"), ("coco", "t4_coco")):
-        for name, hi, lo in (("transitive_minus_intra", "transitive", "tracking"),
-                             ("intra_minus_scratch", "tracking", "scratch"),
-                             ("transitive_minus_scratch", "transitive", "scratch")):
-            assert ti(f"claim_{metric}_{name}") == pytest.approx(ti(f"{table}_{hi}") - ti(f"{table}_{lo}"))
-    assert all(c.claim_id in v for c in FPN_CLAIMS + transfer_claims(["scratch", "intra", "transitive"]))
+    pairs = (("transitive_minus_intra", "transitive", "tracking"), ("intra_minus_scratch", "tracking", "scratch"),
+             ("transitive_minus_scratch", "transitive", "scratch"), ("transitive_minus_context", "transitive", "context"))
+    for family, table in (("claim_voc", "t1_voc"), ("coco_t4", "t4_coco"), ("synth", "t4_coco"), ("voc07_t3", "t3_voc")):
+        for name, hi, lo in pairs[:3] if family == "claim_voc" else pairs:
+            if family == "voc07_t3" and lo == "scratch":  # Table 3 has no Scratch row
+                assert v[f"ti_transfer_{family}_{name}"] is None
+                continue
+            assert ti(f"{family}_{name}") == pytest.approx(ti(f"{table}_{hi}") - ti(f"{table}_{lo}"))
+    close = ti("t4_coco_transitive") - 0.75 * ti("t4_coco_imagenet") - 0.25 * ti("t4_coco_scratch")
+    assert ti("coco_t4_transitive_close_to_imagenet") == pytest.approx(close)
+    arms = ["scratch", "intra", "transitive", "context", "imagenet"]
+    assert all(c.claim_id in v for c in FPN_CLAIMS + sum((transfer_claims(arms, d) for d in TRANSFER_FAMILIES), ()))
 
 
 def _runs(values: dict[str, list[float]], key: str = "bbox.AP") -> dict:
@@ -429,11 +435,14 @@ def test_missing_size_bucket_is_skipped_not_counted_as_zero() -> None:
     assert not math.isnan(per_seed_values(claim, runs)[0])
 
 
-def test_transfer_claims_follow_arm_names() -> None:
-    ids = {c.claim_id for c in transfer_claims(["scratch", "intra_only", "transitive", "context"])}
-    assert ids == {f"ti_transfer_claim_{m}_{p}" for m in ("voc", "coco")
-                   for p in ("transitive_minus_intra", "intra_minus_scratch", "transitive_minus_scratch")}
-    assert transfer_claims(["scratch"]) == ()
+def test_transfer_claims_follow_arm_names_and_data_set() -> None:
+    ids = {c.claim_id for c in transfer_claims(["scratch", "intra_only", "transitive", "context"], "coco2017")}
+    assert ids == {f"ti_transfer_coco_t4_{p}" for p in ("transitive_minus_intra", "intra_minus_scratch",
+                                                        "transitive_minus_scratch", "transitive_minus_context")}
+    assert transfer_claims(["scratch"], "voc2007") == ()
+    close = {c.claim_id for c in transfer_claims(["scratch", "transitive", "imagenet"], "coco2017")}
+    assert "ti_transfer_coco_t4_transitive_close_to_imagenet" in close
+    assert not any("imagenet" in c.claim_id for c in transfer_claims(["scratch", "transitive", "imagenet"], "voc2007"))
 
 
 def test_state_dict_roundtrip_through_bytes_is_weights_only_safe() -> None:

@@ -173,20 +173,51 @@ def test_aggregate_writes_fpn_coco_json_and_claims(tmp_path: Path) -> None:
 
 
 def test_transfer_aggregate_writes_ti_transfer_json_and_claims(tmp_path: Path) -> None:
-    arms = {"scratch": 0.10, "intra": 0.14, "transitive": 0.15}
+    """Rows are labelled with the data set they were measured on and sit beside that protocol's table:
+    synthetic beside Table 4 (COCO-style AP), VOC 2007 beside Table 3 (Faster R-CNN), never Table 1."""
+    arms = {"scratch": 0.10, "intra": 0.14, "transitive": 0.15, "context": 0.12}
     inputs = [_fake_metrics(tmp_path / f"{a}{s}.json", "arm", a, s, ap + 0.001 * s, 0.1, 0.5)
-              for a, ap in arms.items() for s in (0, 1)]
+              for a, ap in arms.items() for s in (0, 1, 2)]
     out, claims = tmp_path / "ti_transfer.json", tmp_path / "ti.json"
-    assert main(["transfer-aggregate", "--config", "{}", "--in", *map(str, inputs), "--out", str(out),
+    cfg = json.dumps({"transfer": {"data_source": "synthetic"}})
+    assert main(["transfer-aggregate", "--config", cfg, "--in", *map(str, inputs), "--out", str(out),
                  "--claims", str(claims)]) == 0
     res = json.loads(out.read_text())
-    assert res["arms"]["intra"]["paper_row"] == "tracking"
-    assert res["arms"]["transitive"]["voc_map50"] == pytest.approx(0.2505)
-    assert res["paper_reference"]["voc07_map50"]["transitive"] == 63.2
+    assert res["dataset"] == "synthetic" and res["arms"]["intra"]["paper_row"] == "tracking"
+    assert res["paper_reference"]["voc07_map50_faster_rcnn_table3"]["transitive"] == 65.0
     assert res["paper_reference"]["coco_ap"]["scratch"] == 20.5
     rows = {r["claim_id"]: r for r in read_claims(claims)}
-    assert rows["ti_transfer_claim_voc_intra_minus_scratch"]["verdict"] == "holds"
-    assert rows["ti_transfer_claim_coco_transitive_minus_intra"]["paper_value"] == pytest.approx(0.009)
+    assert set(rows) == {f"ti_transfer_synth_{p}" for p in ("transitive_minus_intra", "intra_minus_scratch",
+                                                            "transitive_minus_scratch", "transitive_minus_context")}
+    assert rows["ti_transfer_synth_transitive_minus_context"]["verdict"] == "holds"
+    assert rows["ti_transfer_synth_transitive_minus_intra"]["paper_value"] == pytest.approx(0.009)  # Table 4
+    assert "Data: synthetic" in rows["ti_transfer_synth_intra_minus_scratch"]["scale_note"]
+    voc = tmp_path / "voc.json"
+    assert main(["transfer-aggregate", "--config", json.dumps({"transfer": {"data_source": "voc2007"}}), "--in",
+                 *map(str, inputs), "--out", str(tmp_path / "v.json"), "--claims", str(voc)]) == 0
+    rows = {r["claim_id"]: r for r in read_claims(voc)}
+    assert rows["ti_transfer_voc07_t3_transitive_minus_intra"]["paper_value"] == pytest.approx(0.028)  # Table 3
+    assert rows["ti_transfer_voc07_t3_intra_minus_scratch"]["paper_value"] is None  # Table 3 has no Scratch
+    assert rows["ti_transfer_voc07_t3_intra_minus_scratch"]["metric"].startswith("VOC 2007 test mAP@0.5")
+
+
+def test_transferred_resnet50_normalises_with_batch_statistics() -> None:
+    """A transferred ResNet-50 (no ImageNet init) gets trainable BatchNorm: frozen at the initial statistics
+    the scratch arm's C5 would be an order of magnitude off the unit scale that batch statistics give."""
+    from repro.detect.backbone import build_body, resnet50
+    from repro.pretrain.models import c5_map
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 64, 64)
+    torch.manual_seed(0)
+    frozen = resnet50(frozen_bn=True).train()
+    torch.manual_seed(0)
+    transfer = build_body(name="resnet50", imagenet_init=False).train()
+    with torch.no_grad():
+        std_frozen, std = c5_map(frozen, x).std().item(), c5_map(transfer, x).std().item()
+    assert 0.3 < std < 3.0
+    assert std_frozen > 5 * std
+    assert any(p.requires_grad for n, p in transfer.named_parameters() if n.startswith("bn1"))
 
 
 def test_smoke_pipeline_builds_fpn_coco(smoke_run: Path) -> None:

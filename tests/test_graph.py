@@ -222,6 +222,30 @@ def test_claims_without_ground_truth_are_inconclusive_not_a_crash() -> None:
     verdicts = {r.claim_id: r.verdict for r in rows}
     assert verdicts["ti_graph_mining_precision"] == "inconclusive"
     assert verdicts["ti_graph_inter_precision"] == "inconclusive"
+    assert verdicts["ti_graph_inter_precision_vs_kmeans"] == "inconclusive"
+
+
+def test_precision_rows_compare_against_chance_and_kmeans_alone() -> None:
+    """Inter edges well above chance but no better than random pairs from one parent cluster: the chance
+    row holds, the k-means-only row does not, and the note says whether the CI clears 2x chance."""
+    from repro.graph.claims import build_claims
+
+    mining = {"n_mined": 10, "n_mined_labelled": 10, "n_mined_real": 0, "mining_precision": 0.9,
+              "random_box_precision": 0.1, "per_video_mining_precision": [0.9, 0.8, 1.0],
+              "per_video_random_box_precision": [0.1, 0.0, 0.2], "track_purity": 1.0, "track_survival": 0.5,
+              "static_box_purity": 0.1, "per_video_track_purity": [1.0, 1.0], "per_video_static_box_purity": [0.0, 0.2]}
+    stats = [{"seed": s, "n_clusters": 4, "n_parents_kept": 2, "n_pairs_mix": 9, "n_transitive_pairs_mix": 7,
+              "n_intra_pairs_mix": 2, "n_inter_pairs": 6, "n_transitive_pairs": 7, "inter_edge_precision": 0.40 + d,
+              "transitive_pair_precision": 0.35 + d, "chance_same_class": 0.1, "parent_same_class": 0.40 - d,
+              "inter_pair_unmatched": 0.2, "inter_pair_precision_matched": 0.5, "transitive_pair_unmatched": 0.2,
+              "transitive_pair_precision_matched": 0.45, "chance_same_class_matched": 0.17}
+             for s, d in ((0, 0.01), (1, -0.01), (2, 0.0))]
+    rows = {r.claim_id: r for r in build_claims(mining, stats, None, scale="default", setup="x=1")}
+    assert rows["ti_graph_inter_precision"].verdict == "holds"
+    assert "clears 2x chance" in rows["ti_graph_inter_precision"].scale_note
+    assert "0.20 (mean over seeds) have a patch on no true object" in rows["ti_graph_inter_precision"].scale_note
+    assert rows["ti_graph_inter_precision_vs_kmeans"].verdict == "inconclusive"
+    assert rows["ti_graph_transitive_precision_vs_kmeans"].verdict == "fails"
 
 
 def test_context_net_resumes_from_checkpoint_and_stops_on_nan(tmp_path, capsys) -> None:

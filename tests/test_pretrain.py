@@ -108,8 +108,10 @@ def test_arms_select_their_pairs() -> None:
     assert select_pairs(p, "transitive").a.tolist() == [4, 5, 6, 7]  # the 7:2 mixture, in_mix
     assert select_pairs(p, "transitive_hog").a.tolist() == [4, 5, 6, 7]
     assert set(ARMS) >= {"scratch", "intra", "transitive"}
+    assert len(select_pairs(p, "context")) == 0  # the context arm trains on patches, not pairs
+    assert select_pairs(p, "transitive_randinit").a.tolist() == [4, 5, 6, 7]
     with pytest.raises(ValueError, match="unknown arm"):
-        select_pairs(p, "context")
+        select_pairs(p, "imagenet")
 
 
 def _write_inputs(root: Path, n_nodes: int = 64, size: int = 32) -> tuple[Path, Path, Path]:
@@ -126,7 +128,7 @@ def _write_inputs(root: Path, n_nodes: int = 64, size: int = 32) -> tuple[Path, 
     return root / "patches.npy", root / "pairs.npz", root / "nodes.npz"
 
 
-CFG = {"width": WIDTH, "blocks": [1, 1, 1, 1], "hidden": 16, "embed": 8, "steps": 12, "batch": 8,
+CFG = {"width": WIDTH, "blocks": [1, 1, 1, 1], "hidden": 16, "embed": 8, "steps": 12, "batch": 8, "init": "scratch",
        "checkpoint_every": 4, "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
        "device": "cpu", "eval": {"sources": ["mined"], "folds": 3, "knn_k": 3}}
 
@@ -313,3 +315,64 @@ def test_images_are_read_as_stored() -> None:
     from repro.pretrain import data
 
     assert data._READ_AS_STORED == cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+
+
+def test_context_arm_trains_the_backbone_and_the_ranking_arms_start_from_it(tmp_path: Path, capsys) -> None:
+    """Sec. 6: the ranking arms' convolutions start from the context-prediction net [9]; the context arm
+    learns the 8-way task with the detection backbone; *_randinit arms keep the random weights."""
+    from repro.pretrain.data import starts_from_context
+
+    cfg = {**CFG, "init": "context", "steps": 6, "batch": 16}
+    patches, pairs, _ = _write_inputs(tmp_path)
+    d = tmp_path / "context"
+    argv = ["train", "--config", json.dumps(cfg), "--seed", "0", "--threads", "1", "--arm", "context",
+            "--patches", str(patches), "--out-backbone", str(d / "backbone.pt"), "--out-net", str(d / "net.pt"),
+            "--out-metrics", str(d / "metrics.csv"), "--out-summary", str(d / "train.json")]
+    assert run_cli(cli.main, argv) == 0
+    trained = torch.load(d / "backbone.pt", weights_only=True)
+    init = cli._build_net(cfg, 0).backbone.state_dict()
+    assert not torch.equal(trained["stem.conv.weight"], init["stem.conv.weight"])
+    assert (d / "metrics.csv").read_text().splitlines()[0] == "step,loss,accuracy"
+    assert json.loads((d / "train.json").read_text())["steps"] == 6
+
+    def ranking(arm: str, extra: list[str]) -> int:
+        o = tmp_path / arm
+        frozen = {**cfg, "steps": 1, "optimizer": {"name": "sgd", "lr": 1e-12, "momentum": 0.0, "weight_decay": 0.0}}
+        return run_cli(cli.main, ["train", "--config", json.dumps(frozen), "--seed", "0", "--threads",
+                                  "1", "--arm", arm, "--patches", str(patches), "--pairs", str(pairs),
+                                  "--out-backbone", str(o / "backbone.pt"), "--out-net", str(o / "net.pt"),
+                                  "--out-metrics", str(o / "metrics.csv"), "--out-summary", str(o / "train.json"),
+                                  *extra])
+
+    assert ranking("transitive", []) != 0
+    assert "--init-backbone" in capsys.readouterr().err
+    assert ranking("transitive", ["--init-backbone", str(d / "backbone.pt")]) == 0
+    start = torch.load(tmp_path / "transitive" / "backbone.pt", weights_only=True)
+    convs = [k for k in trained if k.endswith("conv.weight") or "conv" in k]  # lr ~0: the context arm's weights
+    assert convs and all(torch.allclose(start[k], trained[k], atol=1e-6) for k in convs)
+    assert starts_from_context("intra", "context") and not starts_from_context("transitive_randinit", "context")
+    assert not starts_from_context("transitive", "scratch") and not starts_from_context("scratch", "context")
+
+
+def test_imagenet_arm_puts_the_users_weights_into_the_backbone(tmp_path: Path, capsys) -> None:
+    """The ImageNet arm (Tables 1, 3, 4): the user's checkpoint, classifier dropped, as the backbone's state_dict."""
+    weights = cli._build_net(CFG, 7).backbone.state_dict()
+    torch.save({**weights, "fc.weight": torch.zeros(3, 3)}, tmp_path / "in1k.pth")
+    out = tmp_path / "imagenet" / "backbone.pt"
+    argv = ["imagenet", "--config", json.dumps(CFG), "--seed", "0", "--threads", "1", "--weights",
+            str(tmp_path / "in1k.pth"), "--out-backbone", str(out)]
+    assert run_cli(cli.main, argv) == 0
+    saved = torch.load(out, weights_only=True)
+    assert set(saved) == set(weights) and all(torch.equal(saved[k], weights[k]) for k in weights)
+    argv[argv.index("--weights") + 1] = str(tmp_path / "missing.pth")
+    assert run_cli(cli.main, argv) != 0
+    assert "detect.imagenet_weights" in capsys.readouterr().err
+
+
+def test_vgg16_tower_is_the_papers_and_its_backbone_loads_into_the_detector() -> None:
+    """Sec. 4: the tower is VGG16's convolutions; its backbone state_dict is the detector's vgg16 body's."""
+    from repro.detect.backbone import build_body
+
+    net = cli._build_net({**CFG, "backbone": "vgg16"}, 0)
+    assert net(torch.zeros(2, 3, 32, 32)).shape == (2, CFG["embed"])
+    build_body(name="vgg16", imagenet_init=False).load_state_dict(net.backbone.state_dict(), strict=True)

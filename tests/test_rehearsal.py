@@ -176,7 +176,7 @@ def _merged(base: dict, over: dict) -> dict:
 
 # what selects code paths (models, arms, variants, data sources, readers); rehearsal.yaml leaves them be
 PATH_KEYS = [("scale",), ("data",), ("detect", "models"), ("detect", "backbone"), ("detect", "pooler"),
-             ("detect", "transfer", "arms"), ("detect", "transfer", "model"), ("detect", "transfer", "data_source"),
+             ("detect", "transfer", "arms"), ("detect", "transfer", "model"), ("detect", "transfer", "datasets"),
              ("gan", "run"), ("graph", "variants"), ("graph", "features", "kind"), ("pretrain", "arms"),
              ("pretrain", "eval", "sources"), ("lars", "conv"), ("lars", "wide"), ("lars", "sgd", "scaling"),
              ("lars", "lars", "scaling")]

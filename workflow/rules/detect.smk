@@ -1,6 +1,6 @@
 # Detection stage: Faster R-CNN with a Feature Pyramid Network and its C4/C5 baselines (FPN, arXiv
 # 1612.03144, Tables 1 and 3), COCO metrics, and the detection transfer of Transitive Invariance
-# (1708.02901, Tables 1 and 4). One job per (model, seed); one aggregate job per results file.
+# (1708.02901, Tables 3 and 4). One job per (model, seed); one aggregate job per results file.
 DETECT = config["detect"]
 # `detect.threads: null` falls back to the top-level `threads` (full scale).
 DETECT_THREADS = DETECT["threads"] or THREADS
@@ -11,12 +11,42 @@ from repro.detect.config import MODELS  # noqa: E402
 
 DETECT_MODELS = "|".join(MODELS)
 DETECT_FULL = config["scale"] == "full"
-# The transfer's dataset: the detection data, or VOC 2007 (TI's Table 1) at full scale.
-DETECT_TRANSFER_DATA = (
-    detection_input()
-    if DETECT["transfer"]["data_source"] == "same"
-    else raw_dataset(DETECT["transfer"]["data_source"])
-)
+# TI transfer data sets (detect.transfer.datasets): the synthetic detection set, VOC 2007 (Table 3's
+# Faster R-CNN) or COCO 2017 (Table 4), each with its schedule (detect.transfer.schedules).
+TRANSFER = DETECT["transfer"]
+TRANSFER_DATASETS = TRANSFER["datasets"]
+
+
+# Per data set: its folder (the detection input when it is data.detection.source, else the raw download)
+# and the detect config of its runs (its schedule overrides, its name as transfer.data_source).
+if (
+    "synthetic" in TRANSFER_DATASETS
+    and config["data"]["detection"]["source"] != "synthetic"
+):
+    raise ValueError(
+        "detect.transfer.datasets: 'synthetic' needs data.detection.source: synthetic"
+    )
+TRANSFER_DATA = {
+    ds: (
+        detection_input()
+        if ds == config["data"]["detection"]["source"]
+        else raw_dataset(ds)
+    )
+    for ds in TRANSFER_DATASETS
+}
+TRANSFER_CFG = {
+    ds: as_json(
+        DETECT_CLI
+        | {
+            "transfer": {
+                k: v for k, v in TRANSFER.items() if k not in ("datasets", "schedules")
+            }
+            | TRANSFER.get("schedules", {}).get(ds, {})
+            | {"data_source": ds}
+        }
+    )
+    for ds in TRANSFER_DATASETS
+}
 
 
 rule detect_train:
@@ -158,22 +188,23 @@ rule detect_test_dev:
 
 # TI transfer: fine-tune the detector from each pretraining arm's backbone (a state_dict of
 # repro.detect.backbone.tiny_resnet, or resnet50 at full scale), written by the pretraining stage as
-# results/pretrain/{arm}/s{seed}/backbone.pt.
+# results/pretrain/{arm}/s{seed}/backbone.pt; one job per data set x arm x seed.
 rule detect_transfer:
     input:
-        data=DETECT_TRANSFER_DATA,
+        data=lambda wc: TRANSFER_DATA[wc.dataset],
         backbone="results/pretrain/{arm}/s{seed}/backbone.pt",
     output:
-        metrics="results/detect/transfer/{arm}/s{seed}/metrics.json",
-        weights="results/detect/transfer/{arm}/s{seed}/model.pt",
-        steps="results/detect/transfer/{arm}/s{seed}/train_log.csv",
-        detections="results/detect/transfer/{arm}/s{seed}/detections.json",
-        proposals="results/detect/transfer/{arm}/s{seed}/proposals.json",
+        metrics="results/detect/transfer/{dataset}/{arm}/s{seed}/metrics.json",
+        weights="results/detect/transfer/{dataset}/{arm}/s{seed}/model.pt",
+        steps="results/detect/transfer/{dataset}/{arm}/s{seed}/train_log.csv",
+        detections="results/detect/transfer/{dataset}/{arm}/s{seed}/detections.json",
+        proposals="results/detect/transfer/{dataset}/{arm}/s{seed}/proposals.json",
     log:
-        "results/logs/detect/transfer_{arm}_s{seed}.log",
+        "results/logs/detect/transfer_{dataset}_{arm}_s{seed}.log",
     benchmark:
-        "results/benchmarks/detect/transfer_{arm}_s{seed}.tsv"
+        "results/benchmarks/detect/transfer_{dataset}_{arm}_s{seed}.tsv"
     wildcard_constraints:
+        dataset="|".join(TRANSFER_DATASETS),
         arm=r"[a-z0-9_]+",
         seed=r"\d+",
     conda:
@@ -185,10 +216,10 @@ rule detect_transfer:
         gpu=GPUS_PER_JOB,
         cpus_per_task=ddp_cpus,
     params:
-        cfg=as_json(DETECT_CLI),
+        cfg=lambda wc: TRANSFER_CFG[wc.dataset],
         seed=lambda wc: wc.seed,
-        model=DETECT["transfer"]["model"],
-        ckpt=lambda wc: f"results/checkpoints/detect/transfer_{wc.arm}_s{wc.seed}",
+        model=TRANSFER["model"],
+        ckpt=lambda wc: f"results/checkpoints/detect/transfer_{wc.dataset}_{wc.arm}_s{wc.seed}",
     shell:
         ddp_shell(
             "repro.detect train --transfer --arm {wildcards.arm} --model {params.model}"
@@ -199,20 +230,24 @@ rule detect_transfer:
         )
 
 
+# One summary and claims file per transfer data set, its rows beside the paper table of its protocol.
 rule detect_ti_transfer:
     input:
-        metrics=expand(
-            "results/detect/transfer/{arm}/s{seed}/metrics.json",
-            arm=DETECT["transfer"]["arms"],
-            seed=DETECT["transfer"]["seeds"],
+        metrics=lambda wc: expand(
+            "results/detect/transfer/{dataset}/{arm}/s{seed}/metrics.json",
+            dataset=wc.dataset,
+            arm=TRANSFER["arms"],
+            seed=TRANSFER["seeds"],
         ),
     output:
-        summary="results/ti_transfer.json",
-        claims="results/claims/ti_transfer.json",
+        summary="results/ti_transfer_{dataset}.json",
+        claims="results/claims/ti_transfer_{dataset}.json",
     log:
-        "results/logs/detect/ti_transfer.log",
+        "results/logs/detect/ti_transfer_{dataset}.log",
     benchmark:
-        "results/benchmarks/detect/ti_transfer.tsv"
+        "results/benchmarks/detect/ti_transfer_{dataset}.tsv"
+    wildcard_constraints:
+        dataset="|".join(TRANSFER_DATASETS),
     conda:
         "../../envs/torch.yaml"
     threads: 1
@@ -220,13 +255,22 @@ rule detect_ti_transfer:
         mem_mb=2000,
         runtime=10,
     params:
-        cfg=as_json(DETECT_CLI),
+        cfg=lambda wc: TRANSFER_CFG[wc.dataset],
     shell:
         "python -m repro.detect transfer-aggregate --config {params.cfg:q} --threads {threads}"
         " --in {input.metrics} --out {output.summary} --claims {output.claims} > {log} 2>&1"
 
 
-register_targets(*rules.detect_fpn_coco.output, *rules.detect_ti_transfer.output)
+register_targets(
+    *rules.detect_fpn_coco.output,
+    *expand(
+        [
+            "results/ti_transfer_{dataset}.json",
+            "results/claims/ti_transfer_{dataset}.json",
+        ],
+        dataset=TRANSFER_DATASETS,
+    ),
+)
 if DETECT["test_dev"]["enabled"]:
     register_targets(
         "results/detect/test_dev/s{seed}/detections_test-dev2017_{model}_results.json".format(

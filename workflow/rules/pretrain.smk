@@ -12,6 +12,7 @@ PRETRAIN_ARMS = PRETRAIN["arms"]
 from repro.pretrain.data import (
     ARMS as PRETRAIN_ARM_NAMES,
     arm_graph_variant,
+    starts_from_context,
 )  # noqa: E402
 
 PRETRAIN_SEEDS = PRETRAIN["seeds"]
@@ -58,18 +59,32 @@ PRETRAIN_EVAL_DATA = (
 
 rule pretrain_train:
     input:
-        # patches and the arm's pairs (transitive_hog/_short: the hog/short graph); none for scratch
+        # nothing for scratch; the patches for context; a ranking arm also its pairs (transitive_hog/_short:
+        # the hog/short graph) and, with pretrain.init: context, the context arm's backbone of its seed
         unpack(
             lambda wc: (
                 {}
                 if wc.arm == "scratch"
-                else {
-                    "patches": "results/graph/patches.npy",
-                    "pairs": "results/graph/{variant}/s{seed}/pairs.npz".format(
-                        variant=arm_graph_variant(wc.arm, PRETRAIN["graph_variant"]),
-                        seed=wc.seed,
-                    ),
-                }
+                else {"patches": "results/graph/patches.npy"}
+                | (
+                    {}
+                    if wc.arm == "context"
+                    else {
+                        "pairs": "results/graph/{variant}/s{seed}/pairs.npz".format(
+                            variant=arm_graph_variant(
+                                wc.arm, PRETRAIN["graph_variant"]
+                            ),
+                            seed=wc.seed,
+                        )
+                    }
+                )
+                | (
+                    {
+                        "init_backbone": f"results/pretrain/context/s{wc.seed}/backbone.pt"
+                    }
+                    if starts_from_context(wc.arm, PRETRAIN["init"])
+                    else {}
+                )
             )
         ),
     output:
@@ -96,7 +111,9 @@ rule pretrain_train:
         cfg=as_json(PRETRAIN_TRAIN_CFG | PRETRAIN_NET),
         ckpt="results/checkpoints/pretrain/{arm}_s{seed}",
         inputs=lambda wc, input: " ".join(
-            f"--{k} {input[k]}" for k in ("patches", "pairs") if k in input.keys()
+            f"--{k.replace('_', '-')} {input[k]}"
+            for k in ("patches", "pairs", "init_backbone")
+            if k in input.keys()
         ),
     shell:
         ddp_shell(
@@ -105,6 +122,33 @@ rule pretrain_train:
             " --out-metrics {output.metrics} --out-summary {output.summary} --checkpoint-dir {params.ckpt}"
             " > {log} 2>&1"
         )
+
+
+# The ImageNet-supervised transfer arm (full scale; Tables 1, 3, 4 "ImageNet"): the user's torchvision
+# weights (detect.imagenet_weights) in the detection backbone, one copy per transfer seed. The weights are
+# a parameter, not an input, so a dry run without them still plans; the job names the missing file.
+rule pretrain_imagenet:
+    output:
+        backbone="results/pretrain/imagenet/s{seed}/backbone.pt",
+    log:
+        "results/logs/pretrain/imagenet_s{seed}.log",
+    benchmark:
+        "results/benchmarks/pretrain/imagenet_s{seed}.tsv"
+    wildcard_constraints:
+        seed=r"\d+",
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    params:
+        cfg=as_json(PRETRAIN_TRAIN_CFG | PRETRAIN_NET),
+        weights=config["detect"].get("imagenet_weights")
+        or "detect.imagenet_weights-is-null",
+    shell:
+        "python -m repro.pretrain imagenet --config {params.cfg:q} --seed {wildcards.seed} --threads {threads}"
+        " --weights {params.weights:q} --out-backbone {output.backbone} > {log} 2>&1"
 
 
 rule pretrain_eval:

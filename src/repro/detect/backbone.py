@@ -183,16 +183,20 @@ def build_body(*, name: str, width: int = 16, blocks: Sequence[int] = (1, 1, 1, 
     """The backbone named in the config.
 
     ResNet-50 is initialised from its ImageNet weights file (paper Sec. 4.1) unless ``imagenet_init`` is
-    False (TI transfer: the pretraining arm's weights are loaded instead). VGG16 loads ImageNet weights
-    when ``imagenet_weights`` is given and ``imagenet_init`` is True, and otherwise starts from
-    torchvision's random initialisation.
+    False (TI transfer: the pretraining arm's weights are loaded instead).  Only ImageNet weights come
+    with statistics worth freezing; a transferred ResNet-50 gets trainable BatchNorm on batch statistics,
+    as its pretraining net had.  Frozen at the initial statistics (mean 0, var 1) the ``scratch`` arm
+    would have no normalisation at all: its C5 activations come out about 36x the scale that batch
+    statistics give, and every "arm - scratch" difference would carry that artefact.  VGG16 loads
+    ImageNet weights when ``imagenet_weights`` is given and ``imagenet_init`` is True, and otherwise
+    starts from torchvision's random initialisation.
     """
     if name == "tiny_resnet":
         return tiny_resnet(width=width, blocks=blocks)
     if name == "vgg16":
         return vgg16_body(imagenet_weights=imagenet_weights if imagenet_init else None)
     if name == "resnet50":
-        body = resnet50(frozen_bn=True)
+        body = resnet50(frozen_bn=imagenet_init)
         if not imagenet_init:
             return body
         if imagenet_weights is None:

@@ -1,5 +1,5 @@
 """Claims of FPN (Tables 1 and 3, Sec. 5.2.1 running time), Mask R-CNN's RoIAlign vs RoIPool, and TI's
-detection transfer (1708.02901 Tables 1 and 4).
+detection transfer (1708.02901 Tables 3 and 4).
 
 Every claim is a signed sum of per-run metrics, such as FPN AP - C4 AP. It is computed per seed
 from runs that share the seed (a paired difference), averaged over seeds, and given a Student-t
@@ -113,19 +113,45 @@ ARM_PAPER_ROW = {
     "imagenet": "imagenet",
 }
 
+# Which paper table each transfer data set is read beside. Our detector is a Faster R-CNN, so VOC 2007 is
+# Table 3's setting (Faster R-CNN on VOC07, column "All": every layer fine-tuned), not Table 1's Fast
+# R-CNN; COCO is Table 4 (Faster R-CNN, trainval35k -> minival; ours: train2017 -> val2017). The synthetic
+# set has no table: it is labelled as itself and read beside Table 4, the protocol it shares (Faster
+# R-CNN, COCO-style AP). data set -> (claim-id family, metric key, metric label).
+TRANSFER_FAMILIES: dict[str, tuple[str, str, str]] = {
+    "voc2007": ("voc07_t3", "voc_map50", "VOC 2007 test mAP@0.5"),
+    "coco2017": ("coco_t4", "bbox.AP", "COCO val2017 AP"),
+    "synthetic": ("synth", "bbox.AP", "synthetic detection set, COCO-style AP"),
+}
+# (higher row, lower row, claim name): Table 1/3/4's orderings, "Ours > Context" included.
+TRANSFER_PAIRS = (("transitive", "tracking", "transitive_minus_intra"),
+                  ("tracking", "scratch", "intra_minus_scratch"),
+                  ("transitive", "scratch", "transitive_minus_scratch"),
+                  ("transitive", "context", "transitive_minus_context"))
+# "Ours close to ImageNet" (abstract: "23.5% AP on COCO ... compared to 24.4% AP by the ImageNet-supervised
+# counterpart"). "Close" is not defined in the paper; we decide: transitive recovers at least 3/4 of
+# ImageNet's gain over scratch, T - S >= 0.75 (I - S), i.e. T - 0.75 I - 0.25 S > 0 (Table 4: +0.075 pp,
+# 3.0 of 3.9 pp = 77%).
+CLOSE_SHARE = 0.75
 
-def transfer_claims(arms: Sequence[str]) -> tuple[DiffClaim, ...]:
-    """transitive > intra-only > scratch on VOC07 mAP@0.5 and COCO AP, for the arms that were run."""
+
+def transfer_claims(arms: Sequence[str], dataset: str) -> tuple[DiffClaim, ...]:
+    """The paper's transfer orderings on ``dataset`` (a key of :data:`TRANSFER_FAMILIES`), for the arms run."""
+    if dataset not in TRANSFER_FAMILIES:
+        raise ValueError(f"detect.transfer data set {dataset!r}: one of {', '.join(TRANSFER_FAMILIES)}")
+    family, key, label = TRANSFER_FAMILIES[dataset]
     by_row = {ARM_PAPER_ROW.get(a): a for a in arms}
-    pairs = (("transitive", "tracking", "transitive_minus_intra"), ("tracking", "scratch", "intra_minus_scratch"),
-             ("transitive", "scratch", "transitive_minus_scratch"))
     out = []
-    for hi, lo, name in pairs:
+    for hi, lo, name in TRANSFER_PAIRS:
         if hi in by_row and lo in by_row:
             a, b = by_row[hi], by_row[lo]
-            out.append(_delta(f"ti_transfer_claim_voc_{name}", f"VOC07-style mAP@0.5, {a} - {b} (fraction)",
-                              "voc_map50", a, b))
-            out.append(_delta(f"ti_transfer_claim_coco_{name}", f"COCO AP, {a} - {b} (fraction)", "bbox.AP", a, b))
+            out.append(_delta(f"ti_transfer_{family}_{name}", f"{label}, {a} - {b} (fraction)", key, a, b))
+    if {"transitive", "imagenet", "scratch"} <= set(by_row) and dataset != "voc2007":  # Table 3: no scratch
+        t, i, s = by_row["transitive"], by_row["imagenet"], by_row["scratch"]
+        out.append(DiffClaim(f"ti_transfer_{family}_transitive_close_to_imagenet",
+                             f"{label}, {t} - {CLOSE_SHARE} {i} - {1 - CLOSE_SHARE} {s} (fraction; > 0: {t} recovers"
+                             f" at least {CLOSE_SHARE:.0%} of {i}'s gain over {s})",
+                             ((1.0, t, key), (-CLOSE_SHARE, i, key), (CLOSE_SHARE - 1.0, s, key))))
     return tuple(out)
 
 

@@ -1,4 +1,4 @@
-"""Summaries over runs: ``results/fpn_coco.json`` (FPN Tables 1 and 3) and ``results/ti_transfer.json``.
+"""Summaries over runs: ``results/fpn_coco.json`` (FPN Tables 1 and 3) and ``results/ti_transfer_<data set>.json``.
 
 Our values are fractions in [0, 1]. The paper's tables are kept in % in ``paper_reference`` (read from
 ``repro/common/paper_values``), exactly as printed.
@@ -16,7 +16,15 @@ from repro.common.claims import ClaimRow, ci95
 from repro.common.io import read_json
 from repro.common.paper_values import all_paper_values
 from repro.common.provenance import provenance_record
-from repro.detect.claims import ARM_PAPER_ROW, FPN_CLAIMS, claim_rows, pooler_claim, timing_row, transfer_claims
+from repro.detect.claims import (
+    ARM_PAPER_ROW,
+    FPN_CLAIMS,
+    TRANSFER_FAMILIES,
+    claim_rows,
+    pooler_claim,
+    timing_row,
+    transfer_claims,
+)
 from repro.detect.config import PAPER_ROWS, resolve_config
 from repro.detect.metrics import BBOX_STATS, RPN_KEYS
 
@@ -198,28 +206,39 @@ def _closing(rows: Sequence[ClaimRow], cfg: dict[str, Any], started: str) -> dic
 
 
 def transfer_paper_reference() -> dict[str, Any]:
-    """TI Table 1/2 (VOC07 mAP %, Fast R-CNN) and Table 4 (COCO AP %, Faster R-CNN)."""
+    """TI Table 1/2 (VOC07 mAP %, Fast R-CNN), Table 3 column "All" (VOC07 mAP %, Faster R-CNN) and Table 4
+    (COCO AP %, Faster R-CNN)."""
     values = all_paper_values()
-    voc = {k.split("_voc_")[1]: v["value"] for k, v in values.items()
-           if k.startswith(("ti_transfer_t1_voc_", "ti_transfer_t2_voc_"))}
-    coco = {k.split("_coco_")[1]: v["value"] for k, v in values.items() if k.startswith("ti_transfer_t4_coco_")}
-    return {"units": "% (as printed in the paper)", "voc07_map50": voc, "coco_ap": coco}
+
+    def cells(*prefixes: str) -> dict[str, float]:
+        return {k.split("_", 4)[-1]: v["value"] for k, v in values.items() if k.startswith(prefixes)}
+
+    return {"units": "% (as printed in the paper)",
+            "voc07_map50": cells("ti_transfer_t1_voc_", "ti_transfer_t2_voc_"),
+            "voc07_map50_faster_rcnn_table3": cells("ti_transfer_t3_voc_"),
+            "coco_ap": cells("ti_transfer_t4_coco_")}
 
 
 def transfer_summary(paths: Sequence[Path], config: dict[str, Any], *, started: str
                      ) -> tuple[dict[str, Any], list[ClaimRow]]:
-    """``ti_transfer.json`` content and the ``claims/ti_transfer.json`` rows (one run per arm and seed)."""
+    """``ti_transfer_<data set>.json`` content and its claims rows (one run per arm and seed), all runs on
+    the data set ``transfer.data_source`` names; its rows sit beside the paper table of that protocol
+    (:data:`repro.detect.claims.TRANSFER_FAMILIES`)."""
     cfg = resolve_config(config, transfer=True)
+    dataset = cfg["transfer"]["data_source"]
     by_arm, arms, flat, n_seeds = _grouped(paths, "arm", ARM_PAPER_ROW)
     meta = next(iter(arms.values()))
-    note = (f"Detector {cfg['transfer']['model']} fine-tuned with all backbone layers trainable"
-            f" (trainable_layers={cfg['trainable_layers']}) from each pretraining arm's backbone;"
+    family, _, label = TRANSFER_FAMILIES[dataset]
+    table = {"voc2007": "Table 3 (Faster R-CNN, VOC07, column All)", "coco2017": "Table 4 (Faster R-CNN, COCO)",
+             "synthetic": "Table 4 (Faster R-CNN, COCO-style AP) for want of a table of its own"}[dataset]
+    note = (f"Data: {dataset} ({label}); rows read beside the paper's {table}. Detector {cfg['transfer']['model']}"
+            f" fine-tuned with trainable_layers={cfg['trainable_layers']} from each pretraining arm's backbone;"
             f" {meta.get('backbone')} on {meta.get('n_train_images')} images, evaluated on"
-            f" {meta.get('n_val_images')}, {cfg['iterations']} iterations (paper: VGG16 Fast R-CNN on VOC07,"
-            " ResNet/VGG Faster R-CNN on COCO). VOC-style mAP@0.5 is the 11-point VOC07 metric computed by"
-            f" pycocotools on the same val set. {n_seeds} seed(s), paired per seed, Student-t 95% CI.")
-    rows = claim_rows(transfer_claims(list(by_arm)), flat, paper="Transitive Invariance (arXiv 1708.02901)",
+            f" {meta.get('n_val_images')}, {cfg['iterations']} iterations (paper: VGG16 for every tower and"
+            " detector). VOC-style mAP@0.5 is the 11-point VOC07 metric computed by pycocotools."
+            f" {n_seeds} seed(s), paired per seed, Student-t 95% CI.")
+    rows = claim_rows(transfer_claims(list(by_arm), dataset), flat, paper="Transitive Invariance (arXiv 1708.02901)",
                       scale_note=note)
-    summary = {"units": UNITS, "arms": arms, "paper_reference": transfer_paper_reference(),
-               **_closing(rows, cfg, started)}
+    summary = {"units": UNITS, "dataset": dataset, "claims_family": family, "arms": arms,
+               "paper_reference": transfer_paper_reference(), **_closing(rows, cfg, started)}
     return summary, rows

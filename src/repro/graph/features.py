@@ -11,6 +11,8 @@
   paper's weaker ablation (Table 2: 60.4 vs 63.2 mAP).
 
 Both are L2-normalised, so the dot product is the cosine similarity the paper clusters on.
+:func:`sample_context_batch` is public: the pretraining stage's ``context`` arm trains the detection
+backbone on the same task with it and :func:`repro.graph.engine.train_context` (``repro.PUBLIC_API``).
 """
 
 from __future__ import annotations

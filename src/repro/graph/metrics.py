@@ -100,6 +100,11 @@ def graph_metrics(g: Graph, nodes: dict[str, np.ndarray], labelled: np.ndarray, 
             out["intra_pair_precision"] = _rate((obj[a[lab]] >= 0) & (obj[a[lab]] == obj[b[lab]]))
         else:
             out[f"{name}_pair_precision"] = _rate(same_class(cls[a[lab]], cls[b[lab]]))
+            # split of the errors: pairs with a patch on no object (a mining miss) vs same-class rate of
+            # the pairs whose two patches both hit an object (the features' part)
+            hit = lab & (cls[a] >= 0) & (cls[b] >= 0)
+            out[f"{name}_pair_unmatched"] = _rate(~hit[lab])
+            out[f"{name}_pair_precision_matched"] = _rate(cls[a[hit]] == cls[b[hit]])
         if kind == KIND_INTER:
             out["inter_same_instance"] = _rate((video[a] == video[b]) & (obj[a] >= 0) & (obj[a] == obj[b]))
     mined_lab = np.flatnonzero((nodes["role"] == ROLE_MINED) & lab_node)
@@ -108,6 +113,8 @@ def graph_metrics(g: Graph, nodes: dict[str, np.ndarray], labelled: np.ndarray, 
     par = g.parent[mined_lab]
     ok = (par >= 0) & g.parent_kept[np.maximum(par, 0)]
     out["parent_same_class"] = _parent_pair_rate(cls[mined_lab[ok]], video[mined_lab[ok]], par[ok], rng)
+    hit = mined_lab[cls[mined_lab] >= 0]  # chance among patches that hit an object
+    out["chance_same_class_matched"] = chance_same_class(cls[hit], video[hit], rng)
     out["inter_edge_precision"] = out.pop("inter_pair_precision")
     out["transitive_pair_precision"] = out.pop("transitive_pair_precision")
     return out

@@ -118,8 +118,10 @@ def _scale_note(summary: dict[str, Any], source: str, cfg: dict[str, Any], scale
     if summary.get("untrained"):
         extra += (f" NOT trained (too few pairs or a single parent cluster, so they equal scratch):"
                   f" {', '.join(summary['untrained'])}.")
+    init = ("the context arm's backbone (as the paper, Sec. 6)," if cfg.get("init", "context") == "context"
+            else "it (pretrain.init: scratch; the paper starts them from a context net),")
     return (f"{scale} scale: backbone {cfg.get('backbone', 'tiny_resnet')} width {cfg.get('width')} (the detection"
-            f" stage's), random init shared by the arms of a seed (the paper starts from a context net),"
+            f" stage's), random init shared by the arms of a seed; ranking arms start from {init}"
             f" {cfg['steps']} steps of {cfg['batch']} pairs, {cfg['optimizer'].get('name', 'sgd')}"
             f" lr {cfg['optimizer'].get('lr')}, negatives {cfg['negatives']}, m ="
             f" {cfg['margin']}. Pairs per arm: {pairs or 'n/a'} (paper: 9M). Read-out: frozen pooled C5 on"

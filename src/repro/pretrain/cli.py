@@ -3,8 +3,10 @@
 Commands (one rule each, see workflow/rules/pretrain.smk):
 
 * ``train``   one arm and seed: Triplet-Siamese pretraining with the ranking loss on the arm's pairs
-              (``scratch`` only writes the initial weights) -> ``backbone.pt``, ``net.pt``,
+              (``scratch`` only writes the initial weights; ``context`` trains the 8-way context task) -> ``backbone.pt``, ``net.pt``,
               ``metrics.csv`` (one row per step), ``train.json``
+* ``imagenet`` the ImageNet-supervised transfer arm (full scale): the user's torchvision weights in the
+              backbone -> ``backbone.pt`` (nothing trained)
 * ``eval``    one seed, every arm: linear probe and kNN accuracy of the frozen pooled features on
               labelled crops -> ``eval/s<seed>.json``
 * ``claims``  all seeds -> ``summary.json`` (per arm mean and CI), ``results/claims/pretrain.json``,
@@ -21,11 +23,13 @@ DDP ranks (``repro.common.distributed``; ``pretrain.batch`` is the global mini-b
 serve as distractors, see :mod:`repro.pretrain.engine`); rank 0 alone writes checkpoints and outputs,
 with the unwrapped state_dicts, so 1- and N-process checkpoints are interchangeable.
 
-Initialisation (decided here; the paper starts every ranking arm from its context-prediction net):
-every arm of seed s starts from the same random weights, drawn by ``torch.manual_seed(s)`` right
-before the net is built (torchvision's ResNet init for the backbone, PyTorch's for the fc head); the
-``scratch`` arm saves exactly those weights. No pretrained weights exist offline, and the graph
-stage's context net has another architecture, so it cannot initialise this backbone.
+Initialisation (Sec. 6: "We use the network pre-trained in [9] to initialize our convolutional
+layers"): every net of seed s is built from the same random weights, drawn by ``torch.manual_seed(s)``
+right before it is built (torchvision's ResNet init for the backbone, PyTorch's for the fc head); the
+``scratch`` arm saves exactly those weights, the ``context`` arm trains them on the context task
+(:mod:`repro.pretrain.context`), and with ``pretrain.init: context`` the ranking arms load the context
+arm's backbone of their seed (``--init-backbone``) before training; the ``*_randinit`` ablation arms
+(and every ranking arm with ``init: scratch``) keep the random weights.
 """
 
 from __future__ import annotations
@@ -106,17 +110,25 @@ def _train_ranked(args: argparse.Namespace, dist_info, device) -> dict:
 
     from repro.common.checkpoint import RunCheckpoint, run_identity
     from repro.common.distributed import wrap_model
-    from repro.pretrain.data import PatchBank, check_arm, load_pairs, load_patches, select_pairs
+    from repro.pretrain.data import PatchBank, check_arm, load_pairs, load_patches, select_pairs, starts_from_context
     from repro.pretrain.engine import TrainState, make_optimizer, train
 
     cfg, arm = args.config, check_arm(args.arm)
     net = _build_net(cfg, args.seed).to(device)
+    if arm == "context":
+        return _train_context_arm(args, net, dist_info, device)
+    if starts_from_context(arm, cfg["init"]):
+        if args.init_backbone is None:
+            raise ValueError(f"train: arm {arm!r} starts from the context arm (pretrain.init: context): give --init-backbone")
+        net.backbone.load_state_dict(torch.load(args.init_backbone, map_location=device, weights_only=True), strict=True)
+    elif args.init_backbone is not None:
+        raise ValueError(f"train: arm {arm!r} starts from random weights (pretrain.init: {cfg['init']}), not --init-backbone")
     tcfg = _train_config(cfg)
     if arm == "transitive_mixed":  # the ablation arm: [61]'s mix of hard and random distractors
         tcfg = replace(tcfg, negatives="mixed")
     state = TrainState()
     info: dict = {"arm": arm, "seed": args.seed, "device": str(device), "n_pairs": 0, "steps": 0,
-                  "negatives": tcfg.negatives,
+                  "negatives": tcfg.negatives, "init": str(args.init_backbone or "random"),
                   "world_size": dist_info.world_size}
     trainable = arm != "scratch"
     if trainable:
@@ -143,7 +155,7 @@ def _train_ranked(args: argparse.Namespace, dist_info, device) -> dict:
         opt = make_optimizer(net.parameters(), cfg["optimizer"])
         ckpt = RunCheckpoint(args.checkpoint_dir, run_identity(
             stage="pretrain.train", config=cfg, seed=args.seed, arm=arm, ignore=NOT_SHAPING_RUN,
-            inputs={"patches": args.patches, "pairs": args.pairs}), is_main=dist_info.is_main)
+            inputs={"patches": args.patches, "pairs": args.pairs, "init": args.init_backbone}), is_main=dist_info.is_main)
         saved = ckpt.resume()
         if saved is not None:
             net.load_state_dict(saved["model"])
@@ -207,6 +219,73 @@ def _eval_sets(args: argparse.Namespace, cfg: dict) -> list:
     if not out:
         raise ValueError("pretrain.eval.sources is empty")
     return out
+
+
+def _train_context_arm(args: argparse.Namespace, net, dist_info, device) -> dict:
+    """The ``context`` arm: the tower's backbone trained on the 8-way context task (repro.pretrain.context)."""
+    from repro.common.checkpoint import RunCheckpoint, run_identity
+    from repro.graph.engine import train_context
+    from repro.graph.features import sample_context_batch
+    from repro.pretrain.context import ContextPredictor
+    from repro.pretrain.data import load_patches
+    from repro.pretrain.engine import make_optimizer
+
+    cfg = args.config
+    if args.patches is None:
+        raise ValueError("train: arm 'context' needs --patches")
+    patches = load_patches(args.patches)
+    model = ContextPredictor(net.backbone, hidden=int(cfg["hidden"]), size=patches.shape[-1]).to(device)
+    opt = make_optimizer(model.parameters(), cfg["optimizer"])
+    ckpt = RunCheckpoint(args.checkpoint_dir, run_identity(
+        stage="pretrain.train", config=cfg, seed=args.seed, arm="context", ignore=NOT_SHAPING_RUN,
+        inputs={"patches": args.patches}), is_main=dist_info.is_main) if args.checkpoint_dir else None
+    t0 = time.perf_counter()
+    history = train_context(model, opt, lambda rng: sample_context_batch(patches, int(cfg["batch"]), rng),
+                            steps=int(cfg["steps"]), seed=args.seed, device=device, ckpt=ckpt,
+                            ckpt_every=int(cfg["checkpoint_every"]))
+    rows = [[h["step"], h["loss"], h["acc"]] for h in history]
+    last = np.array(rows[-min(len(rows), 20):], dtype=float)
+    info = {"arm": "context", "seed": args.seed, "device": str(device), "init": "random", "n_pairs": 0,
+            "steps": len(rows), "train_seconds": time.perf_counter() - t0, "final_loss": float(last[:, 1].mean()),
+            "final_accuracy": float(last[:, 2].mean()), "chance_accuracy": 1.0 / 8,
+            "world_size": dist_info.world_size}
+    if not dist_info.is_main:
+        return {}
+    net = net.cpu()
+    atomic_torch_save(args.out_backbone, net.backbone.state_dict())
+    atomic_torch_save(args.out_net, net.state_dict())
+    lines = ["step,loss,accuracy"] + [f"{int(r[0])},{r[1]:.6g},{r[2]:.4f}" for r in rows]
+    atomic_write_bytes(args.out_metrics, ("\n".join(lines) + "\n").encode())
+    for p in (args.out_backbone, args.out_net, args.out_metrics):
+        write_provenance(p, cfg, args.seed, started=args.started, stage="pretrain.train")
+    info["provenance"] = provenance_record(cfg, args.seed, started=args.started, stage="pretrain.train")
+    atomic_write_json(args.out_summary, info)
+    if ckpt is not None:
+        ckpt.finish()
+    return {k: v for k, v in info.items() if k != "provenance"}
+
+
+def cmd_imagenet(args: argparse.Namespace) -> dict:
+    """The ``imagenet`` transfer arm (Tables 1, 3, 4 "ImageNet"): the user's torchvision ImageNet weights in
+    the tower's backbone (its classifier dropped), saved as that backbone's state_dict. Nothing is trained."""
+    import torch
+
+    from repro.detect.backbone import vgg16_body
+
+    net = _build_net(args.config, args.seed)
+    if not args.weights.is_file():
+        raise FileNotFoundError(f"imagenet: no such file {args.weights} (detect.imagenet_weights: torchvision's"
+                                " ImageNet checkpoint of the detection backbone, supplied by the user)")
+    if borrowed(args.config, "detect", ("backbone",))["backbone"] == "vgg16":  # torchvision's features.* names
+        body = vgg16_body(imagenet_weights=args.weights)
+        state = body.state_dict()
+    else:
+        state = torch.load(args.weights, map_location="cpu", weights_only=True)
+        state = {k: v for k, v in state.items() if not k.startswith(("fc.", "classifier."))}
+    net.backbone.load_state_dict(state, strict=True)
+    atomic_torch_save(args.out_backbone, net.backbone.state_dict())
+    write_provenance(args.out_backbone, args.config, args.seed, started=args.started, stage="pretrain.imagenet")
+    return {"weights": str(args.weights), "tensors": len(state)}
 
 
 def cmd_eval(args: argparse.Namespace) -> dict:
@@ -275,6 +354,7 @@ def cmd_claims(args: argparse.Namespace) -> dict:
 
 COMMANDS = {
     "train": (cmd_train, "pretrain one arm and seed with the ranking loss"),
+    "imagenet": (cmd_imagenet, "the ImageNet-supervised arm's backbone from the user's torchvision weights"),
     "eval": (cmd_eval, "linear probe and kNN accuracy of every arm of one seed"),
     "claims": (cmd_claims, "summary over seeds, claims and figure"),
 }
@@ -285,15 +365,19 @@ def get_args_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = add_common_args(sub.add_parser("train", help=COMMANDS["train"][1]))
-    p.add_argument("--arm", required=True, help="scratch | intra | inter | transitive | transitive_hog | transitive_short"
-                   " | transitive_mixed")
+    p.add_argument("--arm", required=True, help="scratch | context | intra | inter | transitive | transitive_hog"
+                   " | transitive_short | transitive_mixed | intra_randinit | transitive_randinit")
     p.add_argument("--patches", type=Path, help="graph stage's patches.npy (not needed for scratch)")
-    p.add_argument("--pairs", type=Path, help="graph stage's pairs.npz (not needed for scratch)")
+    p.add_argument("--pairs", type=Path, help="graph stage's pairs.npz (not needed for scratch and context)")
+    p.add_argument("--init-backbone", type=Path, help="the context arm's backbone.pt (ranking arms, pretrain.init: context)")
     p.add_argument("--out-backbone", type=Path, required=True, help="backbone state_dict (the detector's)")
     p.add_argument("--out-net", type=Path, required=True, help="whole tower state_dict")
     p.add_argument("--out-metrics", type=Path, required=True, help="per-step CSV")
     p.add_argument("--out-summary", type=Path, required=True, help="train.json")
     p.add_argument("--checkpoint-dir", type=Path, help="checkpoints (automatic resume)")
+    p = add_common_args(sub.add_parser("imagenet", help=COMMANDS["imagenet"][1]))
+    p.add_argument("--weights", type=Path, required=True, help="torchvision ImageNet state_dict of the backbone")
+    p.add_argument("--out-backbone", type=Path, required=True, help="backbone state_dict (the detector's)")
     p = add_common_args(sub.add_parser("eval", help=COMMANDS["eval"][1]))
     p.add_argument("--arms", nargs="+", required=True)
     p.add_argument("--backbones", type=Path, nargs="+", required=True, help="backbone.pt per arm, same order")

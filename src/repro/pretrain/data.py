@@ -9,6 +9,9 @@ the pair, for the other-parent distractors), ``in_mix`` (the paper's 7:2 transit
 Arms (Table 1 rows; names are the ``{arm}`` of ``results/pretrain/{arm}/s{seed}/backbone.pt``):
 
 * ``scratch``     no pretraining: the initial weights (Table 1 "Scratch");
+* ``context``     the 8-way context-prediction task on the mined patches (Table 1 "Context" [9],
+  :mod:`repro.pretrain.context`); with ``pretrain.init: context`` (the paper, Sec. 6) every ranking arm
+  below starts from its backbone;
 * ``intra``       kind 0, tracking pairs (A, A') only (Table 1 "Tracking" [61]);
 * ``inter``       kind 1, pairs inside a child group only (our addition: the paper has no such row);
 * ``transitive``  the ``in_mix`` pairs, transitive + intra 7:2 (Table 1 "Ours");
@@ -16,6 +19,8 @@ Arms (Table 1 rows; names are the ``{arm}`` of ``results/pretrain/{arm}/s{seed}/
   (Table 2 ablations: HOG clustering features, 15- instead of 30-frame tracks); the rule picks the file.
 * ``transitive_mixed``: ``transitive`` with [61]'s mix of hard and random distractors instead of the
   paper's random ones (our ablation, see :mod:`repro.pretrain.losses`).
+* ``intra_randinit`` / ``transitive_randinit``: ``intra`` / ``transitive`` from the seed's random
+  weights instead of the context arm (our ablation of the paper's initialisation).
 
 Evaluation crops (no detection), one or more labelled sets (``pretrain.eval.sources``):
 
@@ -40,10 +45,19 @@ import numpy as np
 
 from repro.common.npz import open_npy, read_npz
 
-__all__ = ["ARMS", "EvalSet", "PairSet", "PatchBank", "arm_graph_variant", "load_nodes", "load_pairs", "load_patches",
+__all__ = ["ARMS", "RANKING_ARMS", "starts_from_context", "EvalSet", "PairSet", "PatchBank", "arm_graph_variant", "load_nodes", "load_pairs", "load_patches",
            "detection_crops", "mined_crops", "select_pairs", "voc_crops"]
 
-ARMS = ("scratch", "intra", "inter", "transitive", "transitive_hog", "transitive_short", "transitive_mixed")
+ARMS = ("scratch", "context", "intra", "inter", "transitive", "transitive_hog", "transitive_short", "transitive_mixed",
+        "intra_randinit", "transitive_randinit")
+# Arms trained with the ranking loss on graph pairs; all but the *_randinit ablations start from the
+# context arm when pretrain.init is context (Sec. 6), the ablations from the seed's random weights.
+RANKING_ARMS = tuple(a for a in ARMS if a not in ("scratch", "context"))
+
+
+def starts_from_context(arm: str, init: str) -> bool:
+    """Whether ``arm`` starts from the context arm's backbone (the one source of this rule; the rules call it)."""
+    return init == "context" and check_arm(arm) in RANKING_ARMS and not arm.endswith("_randinit")
 VARIANT_OF_ARM = {"transitive_hog": "hog", "transitive_short": "short"}  # the other arms: the configured graph
 KIND_INTRA, KIND_INTER, KIND_TRANSITIVE = 0, 1, 2
 # cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION (cv2 is imported where images are read): pixels as stored,
@@ -112,7 +126,7 @@ def load_pairs(path: str | os.PathLike, n_nodes: int) -> dict[str, np.ndarray]:
 def select_pairs(pairs: dict[str, np.ndarray], arm: str) -> PairSet:
     """The arm's subset of the pair list (module docstring); ``scratch`` has none."""
     base = check_arm(arm).split("_", 1)[0]
-    if base == "scratch":
+    if base in ("scratch", "context"):
         mask = np.zeros(len(pairs["a"]), bool)
     elif base == "intra":
         mask = pairs["kind"] == KIND_INTRA

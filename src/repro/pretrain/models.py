@@ -72,8 +72,10 @@ def triplet_net(*, backbone: str = "tiny_resnet", width: int = 16, blocks: Seque
                 hidden: int = 256, embed: int = 128) -> TripletNet:
     """Builder: the detection stage's backbone (same ``width``/``blocks``) plus the fc -> ReLU -> fc head.
 
-    ``backbone``: ``tiny_resnet`` (default scale) or ``resnet50`` (full scale; torchvision's, trainable
-    BatchNorm, random init as the paper's ranking arms start without ImageNet labels).
+    ``backbone``: ``tiny_resnet`` (default scale), ``resnet50`` (torchvision's, trainable BatchNorm) or
+    ``vgg16`` (the paper's tower, Sec. 4: VGG16's convolutions; ``repro.detect.backbone.vgg16_body``),
+    randomly initialised: the paper's arms start without ImageNet labels. The head pools C5 globally
+    (the paper's fc 4096 reads the flattened pool5; decided here for every backbone alike).
     """
     from repro.detect import backbone as det
 
@@ -81,8 +83,10 @@ def triplet_net(*, backbone: str = "tiny_resnet", width: int = 16, blocks: Seque
         body = det.tiny_resnet(width=width, blocks=blocks)
     elif backbone == "resnet50":
         body = det.resnet50(frozen_bn=False)
+    elif backbone == "vgg16":
+        body = det.vgg16_body()
     else:
-        raise ValueError(f"pretrain.backbone: unknown backbone {backbone!r} (tiny_resnet | resnet50)")
+        raise ValueError(f"pretrain.backbone: unknown backbone {backbone!r} (tiny_resnet | resnet50 | vgg16)")
     return TripletNet(body, hidden=hidden, embed=embed)
 
 

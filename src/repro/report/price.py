@@ -126,16 +126,16 @@ def _detect_rows(cfg: Mapping[str, Any], bench: Mapping[str, Any] | None) -> lis
             basis, measured = "estimated (paper: FPN, 8 GPUs x 10 h / 80k it)", False
         rows.append(RulePrice(f"detect train {model}", seeds, hours, basis, measured))
     t = d.get("transfer") or {}
-    if t.get("arms"):
-        t_iters = int(t.get("iterations", iters))
+    for dataset in t.get("datasets", ["synthetic"]) if t.get("arms") else []:
+        t_iters = int({**t, **t.get("schedules", {}).get(dataset, {})}.get("iterations", iters))
         s = _measured(bench, "detect_fpn", d.get("amp", "auto"))
         if s is not None:
             hours, basis, measured = t_iters * s * batch / per_img / 3600, f"measured on {_gpu_name(bench)}", True
         else:
             hours = t_iters * FPN_PAPER_GPU_S_PER_ITER * batch / FPN_PAPER_BATCH / 3600
             basis, measured = "estimated (paper: FPN rate per iteration)", False
-        rows.append(RulePrice(f"detect transfer {t.get('model', 'fpn')}", len(t["arms"]) * len(t.get("seeds", [0])),
-                              hours, basis, measured))
+        rows.append(RulePrice(f"detect transfer {t.get('model', 'fpn')} {dataset}",
+                              len(t["arms"]) * len(t.get("seeds", [0])), hours, basis, measured))
     return rows
 
 
