@@ -104,7 +104,7 @@ def test_amp_is_not_part_of_a_runs_identity(stage: str, tmp_path: Path) -> None:
     """A checkpoint written with amp off is this run's under amp auto, and the other way round."""
     from repro.detect.run import NOT_SHAPING_RUN as DETECT
     from repro.lars.study import NOT_SHAPING_RUN as LARS
-    from repro.pretrain.cli import NOT_SHAPING_RUN as PRETRAIN
+    from repro.pretrain.run import NOT_SHAPING_RUN as PRETRAIN
 
     ignore = {"detect": DETECT, "lars": LARS, "pretrain": PRETRAIN}[stage]
     (tmp_path / "in").write_text("x")

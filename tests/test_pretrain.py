@@ -14,7 +14,7 @@ import torch
 
 from repro.common.cli import run_cli
 from repro.common.config import section_defaults, with_defaults
-from repro.pretrain import cli, engine, losses
+from repro.pretrain import cli, engine, losses, run
 from repro.pretrain.claims import build_claims, summarize
 from repro.pretrain.data import ARMS, select_pairs
 from repro.pretrain.metrics import evaluate_features, folds
@@ -147,14 +147,14 @@ def _train(tmp: Path, arm: str, out: str, *, seed: int = 0, cfg: dict | None = N
 
 
 def test_every_arm_of_a_seed_starts_from_the_same_weights(tmp_path: Path) -> None:
-    a = cli._build_net(CFG, 3).state_dict()
-    b = cli._build_net(CFG, 3).state_dict()
-    c = cli._build_net(CFG, 4).state_dict()
+    a = run.build_net(CFG, 3).state_dict()
+    b = run.build_net(CFG, 3).state_dict()
+    c = run.build_net(CFG, 4).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
     assert _train(tmp_path, "scratch", "scratch") == 0  # scratch saves exactly the shared initial weights
     saved = torch.load(tmp_path / "scratch" / "net.pt", weights_only=True)
-    init = cli._build_net(CFG, 0).state_dict()
+    init = run.build_net(CFG, 0).state_dict()
     assert all(torch.equal(saved[k], init[k]) for k in init)
 
 
@@ -330,7 +330,7 @@ def test_context_arm_trains_the_backbone_and_the_ranking_arms_start_from_it(tmp_
             "--out-metrics", str(d / "metrics.csv"), "--out-summary", str(d / "train.json")]
     assert run_cli(cli.main, argv) == 0
     trained = torch.load(d / "backbone.pt", weights_only=True)
-    init = cli._build_net(cfg, 0).backbone.state_dict()
+    init = run.build_net(cfg, 0).backbone.state_dict()
     assert not torch.equal(trained["stem.conv.weight"], init["stem.conv.weight"])
     assert (d / "metrics.csv").read_text().splitlines()[0] == "step,loss,accuracy"
     assert json.loads((d / "train.json").read_text())["steps"] == 6
@@ -356,7 +356,7 @@ def test_context_arm_trains_the_backbone_and_the_ranking_arms_start_from_it(tmp_
 
 def test_imagenet_arm_puts_the_users_weights_into_the_backbone(tmp_path: Path, capsys) -> None:
     """The ImageNet arm (Tables 1, 3, 4): the user's checkpoint, classifier dropped, as the backbone's state_dict."""
-    weights = cli._build_net(CFG, 7).backbone.state_dict()
+    weights = run.build_net(CFG, 7).backbone.state_dict()
     torch.save({**weights, "fc.weight": torch.zeros(3, 3)}, tmp_path / "in1k.pth")
     out = tmp_path / "imagenet" / "backbone.pt"
     argv = ["imagenet", "--config", json.dumps(CFG), "--seed", "0", "--threads", "1", "--weights",
@@ -373,6 +373,6 @@ def test_vgg16_tower_is_the_papers_and_its_backbone_loads_into_the_detector() ->
     """Sec. 4: the tower is VGG16's convolutions; its backbone state_dict is the detector's vgg16 body's."""
     from repro.detect.backbone import build_body
 
-    net = cli._build_net({**CFG, "backbone": "vgg16"}, 0)
+    net = run.build_net({**CFG, "backbone": "vgg16"}, 0)
     assert net(torch.zeros(2, 3, 32, 32)).shape == (2, CFG["embed"])
     build_body(name="vgg16", imagenet_init=False).load_state_dict(net.backbone.state_dict(), strict=True)

@@ -35,234 +35,39 @@ arm's backbone of their seed (``--init-backbone``) before training; the ``*_rand
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import sys
-import time
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
-from repro.common.amp import from_config
 from repro.common.cli import add_common_args, done, start
 from repro.common.config import borrowed
-from repro.common.device import resolve_device
-from repro.common.io import atomic_torch_save, atomic_write_bytes, atomic_write_json, read_json
+from repro.common.io import atomic_torch_save, atomic_write_json, read_json
 from repro.common.provenance import provenance_record, write_provenance
 
-NET_KEYS = ("backbone", "width", "blocks", "hidden", "embed")
-# Config keys that change how a run is carried out but not its numbers (not in a checkpoint's identity).
-NOT_SHAPING_RUN = ("checkpoint_every", "device", "preload_gb", "runtime_min", "threads", "arms", "seeds", "eval",
-                   "amp")
 # The schema sections the --config keys come from: the rules add the detection backbone's keys.
 SECTIONS = ("pretrain", "detect")
 
 
-def _build_net(cfg: dict, seed: int):
-    """The tower with the seed's shared initial weights (module docstring)."""
-    import torch
-
-    from repro.pretrain.models import triplet_net
-
-    net = {**cfg, **borrowed(cfg, "detect", ("backbone", "width", "blocks"))}  # the detector's backbone
-    torch.manual_seed(seed)
-    return triplet_net(backbone=net["backbone"], width=int(net["width"]), blocks=tuple(net["blocks"]),
-                       hidden=int(net["hidden"]), embed=int(net["embed"]))
-
-
-def _train_config(cfg: dict):
-    from repro.pretrain.engine import TrainConfig
-
-    opt = cfg["optimizer"]
-    return TrainConfig(steps=int(cfg["steps"]), batch=int(cfg["batch"]),
-                       margin=float(cfg["margin"]), negatives=cfg["negatives"],
-                       hard_fraction=float(cfg["hard_fraction"]), flip=bool(cfg["flip"]),
-                       lr=float(opt["lr"]), schedule=cfg["schedule"],
-                       warmup_steps=int(cfg["warmup_steps"]), poly_power=float(cfg["poly_power"]))
-
-
-def _write_csv(path: Path, rows: list[list[float]]) -> None:
-    from repro.pretrain.engine import COLUMNS
-
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(COLUMNS)
-    for r in rows:
-        w.writerow([int(r[0]), int(r[1]), *(f"{v:.6g}" for v in r[2:7]), int(r[7]), f"{r[8]:.3f}"])
-    atomic_write_bytes(path, buf.getvalue().encode())
-
-
 # ----------------------------------------------------------------------------- commands
+def _job(cls: type, args: argparse.Namespace) -> Any:
+    """The job dataclass of a command, from its parsed arguments."""
+    return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+
+
 def cmd_train(args: argparse.Namespace) -> dict:
     from repro.common.distributed import barrier, distributed
+    from repro.pretrain.run import TrainJob, train_arm
 
     with distributed(args.config["device"], key="pretrain.device") as (info, device):
-        out = _train_ranked(args, info, device)
+        out = train_arm(_job(TrainJob, args), args.config, info, device)
         barrier(info)  # the other ranks wait while rank 0 writes the outputs
     return out
 
 
-def _train_ranked(args: argparse.Namespace, dist_info, device) -> dict:
-    """Train on every rank (one process: the only one), write the outputs on rank 0."""
-    from dataclasses import replace
+def cmd_eval(args: argparse.Namespace) -> dict:
+    from repro.pretrain.run import EvalJob, evaluate_arms
 
-    import torch
-
-    from repro.common.checkpoint import RunCheckpoint, run_identity
-    from repro.common.distributed import wrap_model
-    from repro.pretrain.data import PatchBank, check_arm, load_pairs, load_patches, select_pairs, starts_from_context
-    from repro.pretrain.engine import TrainState, make_optimizer, train
-
-    cfg, arm = args.config, check_arm(args.arm)
-    net = _build_net(cfg, args.seed).to(device)
-    if arm == "context":
-        return _train_context_arm(args, net, dist_info, device)
-    if starts_from_context(arm, cfg["init"]):
-        if args.init_backbone is None:
-            raise ValueError(f"train: arm {arm!r} starts from the context arm (pretrain.init: context): give --init-backbone")
-        net.backbone.load_state_dict(torch.load(args.init_backbone, map_location=device, weights_only=True), strict=True)
-    elif args.init_backbone is not None:
-        raise ValueError(f"train: arm {arm!r} starts from random weights (pretrain.init: {cfg['init']}), not --init-backbone")
-    tcfg = _train_config(cfg)
-    if arm == "transitive_mixed":  # the ablation arm: [61]'s mix of hard and random distractors
-        tcfg = replace(tcfg, negatives="mixed")
-    state = TrainState()
-    info: dict = {"arm": arm, "seed": args.seed, "device": str(device), "n_pairs": 0, "steps": 0,
-                  "negatives": tcfg.negatives, "init": str(args.init_backbone or "random"),
-                  "world_size": dist_info.world_size}
-    trainable = arm != "scratch"
-    if trainable:
-        if args.pairs is None:
-            raise ValueError(f"train: arm {arm!r} needs --pairs")
-        patches_np = load_patches(args.patches)
-        pairs = select_pairs(load_pairs(args.pairs, len(patches_np)), arm)
-        reason = None
-        if len(pairs) == 0:
-            reason = f"{args.pairs} has no pairs for arm {arm!r}"
-        elif len(np.unique(pairs.parent)) < 2:
-            reason = (f"all {len(pairs)} pairs of arm {arm!r} in {args.pairs} share one parent cluster, so no"
-                      " mini-batch has an other-parent distractor")
-        if reason is not None:  # tiny graphs (smoke scale): keep the DAG going, say so everywhere
-            print(f"WARNING: {reason}; the arm is NOT trained and saves its initial weights", file=sys.stderr)
-            info.update(untrained=reason, n_pairs=len(pairs))
-            trainable = False
-    if trainable:
-        bank = PatchBank(patches_np, np.concatenate([pairs.a, pairs.b]), device,
-                         preload_bytes=float(cfg["preload_gb"]) * 1e9)
-        precision = from_config(cfg, device, section="pretrain")  # mixed precision on CUDA (repro.common.amp)
-        # N ranks: DDP + synced BatchNorm; net stays the plain module
-        ddp = wrap_model(precision.prepare(net), dist_info, device)
-        opt = make_optimizer(net.parameters(), cfg["optimizer"])
-        ckpt = RunCheckpoint(args.checkpoint_dir, run_identity(
-            stage="pretrain.train", config=cfg, seed=args.seed, arm=arm, ignore=NOT_SHAPING_RUN,
-            inputs={"patches": args.patches, "pairs": args.pairs, "init": args.init_backbone}), is_main=dist_info.is_main)
-        saved = ckpt.resume()
-        if saved is not None:
-            net.load_state_dict(saved["model"])
-            opt.load_state_dict(saved["optimizer"])
-            precision.restore(saved)
-            state = TrainState(step=int(saved["step"]), rows=saved["rows"].tolist())
-            print(f"resumed from step {state.step}", file=sys.stderr)
-
-        def checkpoint(st: TrainState) -> None:
-            ckpt.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": st.step,
-                       "rows": torch.tensor(st.rows, dtype=torch.float64), **precision.checkpoint_state()})
-
-        t0 = time.perf_counter()
-        state = train(ddp, opt, bank, torch.from_numpy(bank.rows_of(pairs.a)), torch.from_numpy(bank.rows_of(pairs.b)),
-                      torch.from_numpy(pairs.parent), tcfg, seed=args.seed, state=state,
-                      checkpoint=checkpoint if args.checkpoint_dir else None,
-                      checkpoint_every=int(cfg["checkpoint_every"]), desc=f"pretrain {arm} s{args.seed}",
-                      dist=dist_info, precision=precision)
-        last = np.array(state.rows[-min(len(state.rows), 20):], dtype=float)
-        info.update(n_pairs=len(pairs), steps=state.step, train_seconds=time.perf_counter() - t0,
-                    final_loss=float(np.nanmean(last[:, 3])), final_active=float(np.nanmean(last[:, 4])),
-                    first_loss=float(state.rows[0][3]), epochs=float(state.step * tcfg.batch / len(pairs)))
-    if not dist_info.is_main:
-        return {}
-    net = net.cpu()
-    atomic_torch_save(args.out_backbone, net.backbone.state_dict())
-    atomic_torch_save(args.out_net, net.state_dict())
-    _write_csv(args.out_metrics, state.rows)
-    for p in (args.out_backbone, args.out_net, args.out_metrics):
-        write_provenance(p, args.config, args.seed, started=args.started, stage="pretrain.train")
-    info["provenance"] = provenance_record(args.config, args.seed, started=args.started, stage="pretrain.train")
-    atomic_write_json(args.out_summary, info)
-    if trainable:
-        ckpt.finish()
-    return {k: v for k, v in info.items() if k != "provenance"}
-
-
-def _eval_sets(args: argparse.Namespace, cfg: dict) -> list:
-    """The labelled crop sets of ``eval.sources``, each from its own input (repro.pretrain.data)."""
-    from repro.pretrain.data import detection_crops, load_nodes, load_patches, mined_crops, voc_crops
-
-    ecfg = cfg["eval"]
-    size = int(ecfg["crop_size"])
-    out = []
-    for source in ecfg["sources"]:
-        if source == "mined":
-            if args.patches is None or args.nodes is None:
-                raise ValueError("eval: source 'mined' needs --patches and --nodes")
-            patches = load_patches(args.patches)
-            out.append(mined_crops(patches, load_nodes(args.nodes, len(patches))))
-        elif source == "detection":
-            if args.detection is None:
-                raise ValueError("eval: source 'detection' needs --detection")
-            out.append(detection_crops(args.detection, size))
-        elif source == "voc2007":
-            if args.voc is None:
-                raise ValueError("eval: source 'voc2007' needs --voc")
-            out.append(voc_crops(args.voc, size, max_per_split=int(ecfg["max_per_split"]), seed=0))
-        else:
-            raise ValueError(f"pretrain.eval.sources: unknown source {source!r} (mined | detection | voc2007)")
-    if not out:
-        raise ValueError("pretrain.eval.sources is empty")
-    return out
-
-
-def _train_context_arm(args: argparse.Namespace, net, dist_info, device) -> dict:
-    """The ``context`` arm: the tower's backbone trained on the 8-way context task (repro.pretrain.context)."""
-    from repro.common.checkpoint import RunCheckpoint, run_identity
-    from repro.graph.engine import train_context
-    from repro.graph.features import sample_context_batch
-    from repro.pretrain.context import ContextPredictor
-    from repro.pretrain.data import load_patches
-    from repro.pretrain.engine import make_optimizer
-
-    cfg = args.config
-    if args.patches is None:
-        raise ValueError("train: arm 'context' needs --patches")
-    patches = load_patches(args.patches)
-    model = ContextPredictor(net.backbone, hidden=int(cfg["hidden"]), size=patches.shape[-1]).to(device)
-    opt = make_optimizer(model.parameters(), cfg["optimizer"])
-    ckpt = RunCheckpoint(args.checkpoint_dir, run_identity(
-        stage="pretrain.train", config=cfg, seed=args.seed, arm="context", ignore=NOT_SHAPING_RUN,
-        inputs={"patches": args.patches}), is_main=dist_info.is_main) if args.checkpoint_dir else None
-    t0 = time.perf_counter()
-    history = train_context(model, opt, lambda rng: sample_context_batch(patches, int(cfg["batch"]), rng),
-                            steps=int(cfg["steps"]), seed=args.seed, device=device, ckpt=ckpt,
-                            ckpt_every=int(cfg["checkpoint_every"]))
-    rows = [[h["step"], h["loss"], h["acc"]] for h in history]
-    last = np.array(rows[-min(len(rows), 20):], dtype=float)
-    info = {"arm": "context", "seed": args.seed, "device": str(device), "init": "random", "n_pairs": 0,
-            "steps": len(rows), "train_seconds": time.perf_counter() - t0, "final_loss": float(last[:, 1].mean()),
-            "final_accuracy": float(last[:, 2].mean()), "chance_accuracy": 1.0 / 8,
-            "world_size": dist_info.world_size}
-    if not dist_info.is_main:
-        return {}
-    net = net.cpu()
-    atomic_torch_save(args.out_backbone, net.backbone.state_dict())
-    atomic_torch_save(args.out_net, net.state_dict())
-    lines = ["step,loss,accuracy"] + [f"{int(r[0])},{r[1]:.6g},{r[2]:.4f}" for r in rows]
-    atomic_write_bytes(args.out_metrics, ("\n".join(lines) + "\n").encode())
-    for p in (args.out_backbone, args.out_net, args.out_metrics):
-        write_provenance(p, cfg, args.seed, started=args.started, stage="pretrain.train")
-    info["provenance"] = provenance_record(cfg, args.seed, started=args.started, stage="pretrain.train")
-    atomic_write_json(args.out_summary, info)
-    if ckpt is not None:
-        ckpt.finish()
-    return {k: v for k, v in info.items() if k != "provenance"}
+    return evaluate_arms(_job(EvalJob, args), args.config)
 
 
 def cmd_imagenet(args: argparse.Namespace) -> dict:
@@ -271,8 +76,9 @@ def cmd_imagenet(args: argparse.Namespace) -> dict:
     import torch
 
     from repro.detect.backbone import vgg16_body
+    from repro.pretrain.run import build_net
 
-    net = _build_net(args.config, args.seed)
+    net = build_net(args.config, args.seed)
     if not args.weights.is_file():
         raise FileNotFoundError(f"imagenet: no such file {args.weights} (detect.imagenet_weights: torchvision's"
                                 " ImageNet checkpoint of the detection backbone, supplied by the user)")
@@ -286,50 +92,6 @@ def cmd_imagenet(args: argparse.Namespace) -> dict:
     atomic_torch_save(args.out_backbone, net.backbone.state_dict())
     write_provenance(args.out_backbone, args.config, args.seed, started=args.started, stage="pretrain.imagenet")
     return {"weights": str(args.weights), "tensors": len(state)}
-
-
-def cmd_eval(args: argparse.Namespace) -> dict:
-    import torch
-
-    from repro.pretrain.metrics import evaluate_features
-    from repro.pretrain.models import pooled_features
-
-    cfg = args.config
-    if len(args.arms) != len(args.backbones):
-        raise ValueError(f"eval: {len(args.arms)} arms but {len(args.backbones)} backbone files")
-    ecfg = cfg["eval"]
-    sets = _eval_sets(args, cfg)
-    device = resolve_device(cfg["device"], key="pretrain.device")
-    kw = dict(n_folds=int(ecfg["folds"]), knn_k=int(ecfg["knn_k"]),
-              probe_C=float(ecfg["probe_C"]), probe_max_iter=int(ecfg["probe_max_iter"]),
-              seed=args.seed)
-    nets = {}
-    for arm, path in zip(args.arms, args.backbones):
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"eval: missing backbone weights {path}")
-        net = _build_net(cfg, args.seed)
-        net.backbone.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
-        nets[arm] = net.to(device)
-    out: dict = {"seed": args.seed, "sets": {}}
-    for data in sets:
-        x = torch.from_numpy(np.ascontiguousarray(data.x))
-        counts = np.bincount(data.y)
-        res: dict = {"n_crops": int(len(data.y)), "n_groups": int(len(np.unique(data.group))),
-                     "n_classes": int((counts > 0).sum()), "class_counts": counts.tolist(),
-                     "classes": list(data.classes), "grouped_folds": data.split is None,
-                     "majority": 100.0 * float(counts.max() / len(data.y)), "arms": {}}
-        small = torch.nn.functional.adaptive_avg_pool2d(x.float(), 8).flatten(1).numpy()  # [M, 3*8*8]
-        res["pixels"] = evaluate_features(small, data.y, data.group, data.split, **kw)  # reference, not an arm
-        for arm, net in nets.items():
-            feats = pooled_features(net, x, batch_size=int(ecfg["batch"]), device=device).numpy()
-            if not np.isfinite(feats).all():
-                raise FloatingPointError(f"eval: non-finite features of arm {arm!r} on the {data.source} crops")
-            res["arms"][arm] = evaluate_features(feats, data.y, data.group, data.split, **kw)
-        out["sets"][data.source] = res
-    out["provenance"] = provenance_record(cfg, args.seed, started=args.started, stage="pretrain.eval")
-    atomic_write_json(args.out, out)
-    return {src: {a: [round(m["probe"], 1), round(m["knn"], 1)] for a, m in r["arms"].items()}
-            for src, r in out["sets"].items()}
 
 
 def cmd_claims(args: argparse.Namespace) -> dict:
