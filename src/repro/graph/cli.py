@@ -149,26 +149,14 @@ def cmd_features(args: argparse.Namespace) -> dict:
 
         x = hog_features(patches, mined)
     else:
-        import torch
-
         from repro.common.checkpoint import RunCheckpoint, run_identity
-        from repro.graph.engine import train_context
-        from repro.graph.features import context_features, sample_context_batch
-        from repro.graph.models import context_net
+        from repro.graph.engine import trained_context_features
 
-        if len(patches) == 0:
-            raise ValueError("features: no mined patch to train the context net on")
         device = resolve_device(borrowed(cfg, "graph", ["device"])["device"], key="graph.device")
-        model = context_net(width=int(cfg["width"]), embed=int(cfg["embed"])).to(device)
-        opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]))
-        # all nodes (A, A', short ends) are training images for the context task; read from the memmap
         ckpt = RunCheckpoint(args.checkpoint_dir, run_identity(
             stage="graph.features", config=cfg, seed=args.seed, ignore=("ckpt_every", "device"),
             inputs={"patches": args.patches, "nodes": args.nodes}, kind=args.kind))
-        history = train_context(model, opt, lambda rng: sample_context_batch(patches, int(cfg["batch"]), rng),
-                                steps=int(cfg["steps"]), seed=args.seed, device=device,
-                                ckpt=ckpt, ckpt_every=int(cfg["ckpt_every"]))
-        x = context_features(model, patches, rows=mined, grid=int(cfg["grid"]), device=device)
+        x, history, model = trained_context_features(patches, mined, cfg, seed=args.seed, device=device, ckpt=ckpt)
         if args.weights:
             atomic_torch_save(args.weights, {k: v.cpu() for k, v in model.state_dict().items()})  # weights_only-loadable
         if args.metrics:

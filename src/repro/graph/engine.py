@@ -72,3 +72,20 @@ def train_context(
             ckpt.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step + 1,
                        "history": history})
     return history
+
+
+def trained_context_features(patches: np.ndarray, rows: np.ndarray, cfg: dict, *, seed: int, device: torch.device,
+                             ckpt: RunCheckpoint | None) -> tuple[np.ndarray, list[dict], torch.nn.Module]:
+    """Train the context net on every patch (A, A' and short ends are all training images for the 8-way
+    task; ``patches`` may be a memmap) and embed the patches ``rows``: features, training history, net."""
+    from repro.graph.features import context_features, sample_context_batch
+    from repro.graph.models import context_net
+
+    if len(patches) == 0:
+        raise ValueError("features: no mined patch to train the context net on")
+    model = context_net(width=int(cfg["width"]), embed=int(cfg["embed"])).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]))
+    history = train_context(model, opt, lambda rng: sample_context_batch(patches, int(cfg["batch"]), rng),
+                            steps=int(cfg["steps"]), seed=seed, device=device, ckpt=ckpt,
+                            ckpt_every=int(cfg["ckpt_every"]))
+    return context_features(model, patches, rows=rows, grid=int(cfg["grid"]), device=device), history, model
