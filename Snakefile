@@ -21,6 +21,8 @@ include: "workflow/rules/lars.smk"
 include: "workflow/rules/pretrain.smk"
 # stage includes go above this line; the report stage reads what they registered, so it stays last
 include: "workflow/rules/report.smk"
+# opt-in (`snakemake scale_trend`), never part of rule all
+include: "workflow/rules/scale_trend.smk"
 
 
 rule all:

@@ -211,3 +211,17 @@ def test_imagenet_source_in_the_dag_and_a_missing_tar_stops_it(accept_mini, tmp_
     proc = run_snakemake(args, tmp_path)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "ILSVRC2012_img_val.tar (md5 29b22e2961454d5413ddabcf34fc5622)" in out, out[-3000:]
+
+
+def test_imagenet_size_nets_are_alexnet() -> None:
+    """At 224 px the study's nets have AlexNet's convs and pools: torchvision's alexnet's parameter count."""
+    import torch
+    import torchvision
+
+    from repro.lars.models import build_model, count_parameters
+
+    net = build_model("alexnet", num_classes=1000, image_size=224, conv=[64, 192, 384, 256, 256], fc=4096)
+    assert count_parameters(net) == sum(p.numel() for p in torchvision.models.alexnet().parameters())
+    bn = build_model("alexnet_bn", num_classes=10, image_size=224, conv=[64, 192, 384, 256, 256], fc=64)
+    assert bn(torch.zeros(2, 3, 224, 224)).shape == (2, 10)
+    assert all(float(m.running_mean.abs().sum()) == 0 for m in bn.modules() if isinstance(m, torch.nn.BatchNorm2d))

@@ -304,3 +304,12 @@ def test_paper_negatives_are_random_and_mixed_is_an_ablation_arm(tmp_path: Path)
     negs = {arm: json.loads((tmp_path / arm / "train.json").read_text())["negatives"]
             for arm in ("transitive", "transitive_mixed")}
     assert negs == {"transitive": "random", "transitive_mixed": "mixed"}
+
+
+def test_images_are_read_as_stored() -> None:
+    """VOC/COCO crops ignore EXIF orientation, like the detection stage's PIL reader (the boxes refer to it)."""
+    import cv2
+
+    from repro.pretrain import data
+
+    assert data._READ_AS_STORED == cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -113,7 +114,8 @@ def test_profile_resolves_gpu_and_cpus_for_training_jobs(tmp_path: Path, gpus_pe
     )
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     out = proc.stdout + proc.stderr
-    jobs = re.findall(r"^rule (\w+):\n(.*?)(?=^\S|\Z)", out, flags=re.M | re.S)
+    # top-level job blocks and the jobs inside group jobs (indented), each up to its blank line
+    jobs = re.findall(r"^\s*rule (\w+):\n(.*?)(?=^\s*$|\Z)", out, flags=re.M | re.S)
     train, ddp = set(training_rules()), set(ddp_rules())
     cpus, ddp_seen = [], set()
     for name, body in jobs:
@@ -146,36 +148,73 @@ def _why_no_slurm() -> str | None:
     return None
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(_why_no_slurm() is not None, reason=_why_no_slurm() or "")
-def test_smoke_workflow_on_a_real_slurm_cluster(tmp_path: Path) -> None:
-    """.ci/slurm/run_smoke.sh: the smoke DAG via `--profile slurm`, resources checked with scontrol,
-    a failing rule fails the workflow with SLURM's status, `--retries` reruns a flaky rule, and a lars
-    cell with gpus_per_job=2 gets --gpus=2 and runs as 2 torchrun ranks inside its SLURM job."""
-    env = dict(os.environ, SLURM_CI_WORK=str(tmp_path / "slurm-ci"), VENV=str(Path(sys.executable).parents[1]))
-    proc = subprocess.Popen(
-        ["bash", str(REPO / ".ci" / "slurm" / "run_smoke.sh")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=REPO,
-        start_new_session=True,
-    )
+SLURM_CI = REPO / ".ci" / "slurm"
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One single-node SLURM (start_slurm.sh) for both slow tests of this module; stopped at the end.
+
+    The node is the one the scripts declare on their own (lib.sh: 16 CPUs, 128 GB, 4 fake GPUs); the scripts
+    get SLURM_CI_SHARED=1 and start or stop nothing. Returns the environment to run them with.
+    """
+    state = tmp_path_factory.mktemp("slurm")
+    env = dict(os.environ, SLURM_DIR=str(state), VENV=str(Path(sys.executable).parents[1]))
+    node = dict(SLURM_NODE_CPUS="16", SLURM_NODE_MEM_MB="131072", SLURM_NODE_GPUS="4")
+    start = subprocess.run(["bash", str(SLURM_CI / "start_slurm.sh")], env=env | node, capture_output=True,
+                           text=True, timeout=600)
+    if start.returncode != 0:
+        subprocess.run(["bash", str(SLURM_CI / "stop_slurm.sh")], env=env, capture_output=True, timeout=120)
+        pytest.fail(f"start_slurm.sh failed:\n{start.stdout[-3000:]}\n{start.stderr[-3000:]}")
     try:
-        out, _ = proc.communicate(timeout=2400)  # the script bounds its own snakemake runs (1800 s + 600 s)
+        yield dict(env, SLURM_CI_SHARED="1")
+    finally:
+        subprocess.run(["bash", str(SLURM_CI / "stop_slurm.sh")], env=env, capture_output=True, timeout=120)
+
+
+def run_ci_script(script: str, env: dict[str, str], work: Path, timeout: float) -> str:
+    """Run .ci/slurm/<script> with SLURM_CI_WORK=work; its output. SIGINT to its process group after
+    ``timeout`` s, as Ctrl-C would (snakemake scancels its jobs), then fail the test."""
+    proc = subprocess.Popen(["bash", str(SLURM_CI / script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=dict(env, SLURM_CI_WORK=str(work)), cwd=REPO, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        # SIGINT to the group, as Ctrl-C would: snakemake scancels its jobs, the script's trap stops the daemons
         os.killpg(proc.pid, signal.SIGINT)
         try:
             out, _ = proc.communicate(timeout=180)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             out, _ = proc.communicate()
-        pytest.fail("run_smoke.sh took more than 40 min:\n" + out[-6000:])
+        pytest.fail(f"{script} took more than {timeout / 60:.0f} min:\n" + out[-6000:])
     assert proc.returncode == 0, out[-8000:]
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_why_no_slurm() is not None, reason=_why_no_slurm() or "")
+def test_smoke_workflow_on_a_real_slurm_cluster(tmp_path: Path, slurm_cluster: dict[str, str]) -> None:
+    """.ci/slurm/run_smoke.sh: the smoke DAG via `--profile slurm`, resources checked with scontrol,
+    a failing rule fails the workflow with SLURM's status, `--retries` reruns a flaky rule, and a lars
+    cell with gpus_per_job=2 gets --gpus=2 and runs as 2 torchrun ranks inside its SLURM job."""
+    # the script bounds its own snakemake runs (1800 s + 600 s)
+    out = run_ci_script("run_smoke.sh", slurm_cluster, tmp_path / "slurm-ci", timeout=2400)
     assert "outputs of the smoke DAG exist and are up to date" in out, out[-4000:]
     assert re.search(r"all \d+ SLURM jobs match the requested resources", out), out[-4000:]
     assert "Error in rule always_fails" in out and "SLURM status is: 'FAILED'" in out
     assert re.search(r"gpus_per_job=2 job: --gpus=2 --cpus-per-task=\d+, world_size 2", out), out[-4000:]
     assert "run_smoke: [" in out and "PASSED" in out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_why_no_slurm() is not None, reason=_why_no_slurm() or "")
+def test_full_scale_rehearsal_on_a_real_slurm_cluster(tmp_path: Path, slurm_cluster: dict[str, str]) -> None:
+    """.ci/slurm/run_rehearsal.sh: every rule of the full-scale DAG on the real-format miniatures
+    (tests/realformat, served on 127.0.0.1) through `--profile slurm`, small jobs grouped into few
+    submissions, every output checked, claims and report at scale full."""
+    out = run_ci_script("run_rehearsal.sh", slurm_cluster, tmp_path / "rehearsal", timeout=2700)
+    assert re.search(r"all \d+ SLURM jobs match the requested resources", out), out[-4000:]
+    m = re.search(r"sbatch submissions: (\d+) for (\d+) Snakemake jobs \((\d+) group jobs", out)
+    assert m and int(m.group(3)) >= 1 and int(m.group(1)) < int(m.group(2)), out[-4000:]
+    assert "report results/report/index.html at scale full" in out, out[-4000:]
+    assert "corrupt video(s) skipped" in out and "PASSED" in out

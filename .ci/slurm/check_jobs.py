@@ -49,7 +49,9 @@ def training_entry(profile: dict) -> tuple[str, dict]:
 
 # ---------------------------------------------------------------- log parsing
 BLOCK_RE = re.compile(r"^(?:local)?rule (\w+):\s*$")
-SUBMIT_RE = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (.*)\)\.$")
+GROUP_RE = re.compile(r"Group job (\w+) \(jobs in lexicogr\. order\):")
+MEMBER_RE = re.compile(r"^\s+(?:local)?rule (\w+):\s*$")  # a job inside a group job's block
+SUBMIT_RE = re.compile(r"Job ([\w-]+) has been submitted with SLURM jobid (\d+) \(log: (.*)\)\.$")
 OUTPUT_RE = re.compile(r" --output '?([^' ]+)'?")
 SBATCH_RE = re.compile(r"sbatch call: (sbatch .*)")
 
@@ -64,12 +66,28 @@ def parse_resources(text: str) -> dict:
 
 
 def parse_log(text: str) -> list[dict]:
-    """One record per SLURM submission: rule, snakemake jobid, threads, resources, sbatch line."""
+    """One record per SLURM submission: rule, snakemake jobid, threads, resources, sbatch line.
+
+    A group job (Snakemake job grouping) is one submission: its record has ``group`` (the group
+    name, which SLURM sees as the rule name) and ``members`` (the rules of its jobs); Snakemake logs
+    no resources for the group as a whole, so ``resources`` is empty.
+    """
     blocks: dict[str, dict] = {}  # latest job block per snakemake jobid
     current: dict | None = None
     pending_sbatch: list[str] = []
+    pending_groups: list[dict] = []  # group blocks logged, not yet submitted (in order)
     subs = []
     for line in text.splitlines():
+        m = GROUP_RE.search(line)
+        if m:
+            pending_groups.append({"rule": m.group(1), "group": m.group(1), "members": [], "threads": 1,
+                                   "resources": {}})
+            current = None
+            continue
+        m = MEMBER_RE.match(line)
+        if m and pending_groups:
+            pending_groups[-1]["members"].append(m.group(1))
+            continue
         m = BLOCK_RE.match(line)
         if m:
             current = {"rule": m.group(1), "threads": 1, "resources": {}}
@@ -92,6 +110,12 @@ def parse_log(text: str) -> list[dict]:
         if m:
             jobid, slurm_id, slurm_log = m.groups()
             blk = blocks.get(jobid)
+            if blk is None and "/group_" in slurm_log:
+                # the plugin's log folder for a group job: group_<group>_<group or wildcards>/
+                name = slurm_log.split("/group_", 1)[1].split("/", 1)[0]
+                blk = next((g for g in pending_groups if name.startswith(g["group"] + "_")), None)
+                if blk is not None:
+                    pending_groups.remove(blk)
             if blk is None:
                 raise SystemExit(f"no job block for snakemake job {jobid} in the log")
             # the sbatch line of this submission: its --output is the SLURM log path with %j
@@ -184,19 +208,24 @@ def check(args) -> int:
     for sub in subs:
         rec = scontrol(sub["slurm_id"])
         exp, obs = expected(sub), observed(rec)
+        if sub.get("group"):
+            exp = dict.fromkeys(exp)
         state = rec["JobState"]
         seen_states.setdefault(sub["rule"], []).append(state)
         print(f"{sub['slurm_id']:>5} {sub['rule']:24} {state:10} {rec['TimeLimit']:>9} {obs['mem_mb']:>8.0f} "
               f"{obs['cpus']:>6} {obs['gpu']:>3} {obs['partition']:10} {obs['account']}")
         where = f"rule {sub['rule']} (SLURM job {sub['slurm_id']})"
-        if rec.get("Comment", "").split("_wildcards_")[0] != f"rule_{sub['rule']}":
+        comment = rec.get("Comment", "").split("_wildcards_")[0]
+        if comment != f"rule_{sub['rule']}" and not (sub.get("group") and comment.startswith(f"rule_{sub['rule']}_")):
             problems.append(f"{where}: scontrol Comment={rec.get('Comment')!r} names another rule")
         for key in ("runtime", "mem_mb", "cpus", "gpu", "partition"):
             if exp[key] is not None and (exp[key] != obs[key] if key == "partition" else float(exp[key]) != float(obs[key])):
                 problems.append(f"{where}: {key} Snakemake={exp[key]} but SLURM recorded {obs[key]}")
         if exp["account"] and exp["account"] != obs["account"]:
             problems.append(f"{where}: account Snakemake={exp['account']} but SLURM recorded {obs['account']}")
-        if sub["sbatch"]:
+        if sub.get("group"):  # resources: what sbatch asked for (Snakemake logs none for the group)
+            pass
+        elif sub["sbatch"]:
             flags = sbatch_flags(sub["sbatch"])
             for key in ("runtime", "mem_mb", "cpus", "gpu"):
                 want = exp[key] if (key != "gpu" or exp["gpu"]) else None
@@ -207,7 +236,7 @@ def check(args) -> int:
         elif args.require_sbatch_lines:
             problems.append(f"{where}: no 'sbatch call:' line in the log (run snakemake with --verbose)")
         # the profile's set-resources entry must be what Snakemake resolved for this rule
-        for key, val in (set_res.get(sub["rule"]) or {}).items():
+        for key, val in ({} if sub.get("group") else set_res.get(sub["rule"]) or {}).items():
             got = sub["resources"].get(key)
             if isinstance(val, str):  # an expression, e.g. "threads"
                 try:
@@ -231,7 +260,12 @@ def check(args) -> int:
     if problems:
         print("\nPROBLEMS:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1
+    groups = [s for s in subs if s.get("group")]
+    n_jobs = len(subs) - len(groups) + sum(len(g["members"]) for g in groups)
     print(f"\nall {len(subs)} SLURM jobs match the requested resources")
+    print(f"sbatch submissions: {len(subs)} for {n_jobs} Snakemake jobs ({len(groups)} group jobs holding "
+          f"{sum(len(g['members']) for g in groups)}: "
+          + (", ".join(f"{g['group']} x{len(g['members'])}" for g in groups) or "none") + ")")
     return 0
 
 

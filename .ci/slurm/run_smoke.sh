@@ -13,71 +13,34 @@
 # 5. runs one lars cell with --config gpus_per_job=2: sbatch --gpus=2 and 2 x threads CPUs, recorded
 #    by SLURM, and torchrun inside the job runs 2 ranks (world_size 2 in the cell's result).
 # Environment: SLURM_CI_WORK (scratch folder; default a new mktemp -d), SLURM_CI_TIMEOUT (seconds for
-# the smoke run, default 1800), SLURM_CI_JOBS (jobs at a time, default 4), VENV (default .venv).
+# the smoke run, default 1800), SLURM_CI_JOBS (jobs at a time, default 4), VENV (default .venv),
+# SLURM_CI_SHARED=1 (use the cluster the caller started with start_slurm.sh and SLURM_DIR; neither
+# start nor stop one: tests/test_slurm.py starts one for this script and run_rehearsal.sh).
 # Exit status 0 only if every check passed.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
-cd "$REPO"
-VENV=${VENV:-$REPO/.venv}
-PY=$VENV/bin/python
-SMK=$VENV/bin/snakemake
-[ -x "$SMK" ] || { echo "run_smoke: $SMK not found (make the venv first: make test)" >&2; exit 1; }
-WORK=${SLURM_CI_WORK:-$(mktemp -d /tmp/repro-slurm-ci.XXXXXX)}
-mkdir -p "$WORK"
-export SLURM_DIR=$WORK/slurm
-export PATH=$VENV/bin:$PATH OMP_NUM_THREADS=1   # jobs inherit this environment (sbatch --export=ALL)
-PROFILE=profiles/slurm/config.yaml
-T0=$(date +%s)
-stamp() { echo "run_smoke: [$(( $(date +%s) - T0 )) s] $*"; }
+NAME=run_smoke
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 
 cleanup() {
   local rc=$?
-  stamp "stopping SLURM"
-  "$HERE/stop_slurm.sh" || true
-  [ $rc = 0 ] && stamp "PASSED (work folder $WORK)" || stamp "FAILED (rc=$rc; logs in $WORK)"
+  slurm_down_and_report $rc
   exit $rc
-}
-CHILD=
-on_signal() {  # INT/TERM: snakemake cancels its SLURM jobs on SIGINT only (it ignores SIGTERM)
-  if [ -n "$CHILD" ] && kill -0 "$CHILD" 2>/dev/null; then
-    stamp "interrupted: SIGINT to snakemake (it scancels its jobs)"
-    kill -INT -- "-$CHILD" 2>/dev/null
-    for _ in $(seq 1 60); do kill -0 "$CHILD" 2>/dev/null || break; sleep 1; done
-    kill -KILL -- "-$CHILD" 2>/dev/null
-  fi
-  exit 130
 }
 trap cleanup EXIT
 trap on_signal INT TERM
-
-# run_bounded SECONDS LOG CMD...: CMD in its own process group (so SIGINT reaches it even when this
-# script was started in the background), SIGINT after SECONDS; returns CMD's exit status.
-run_bounded() {
-  local secs=$1 log=$2 rc=0
-  shift 2
-  set -m
-  timeout -s INT -k 60 "$secs" "$@" >"$log" 2>&1 &
-  CHILD=$!
-  set +m
-  wait "$CHILD" || rc=$?
-  CHILD=
-  return $rc
-}
-
-# The node declares 16 CPUs, 128 GB and 2 (fake) GPUs, more than this machine has
-# (SlurmdParameters=config_overrides), so the profile's cluster-sized training requests are schedulable.
-SLURM_NODE_CPUS=16 SLURM_NODE_MEM_MB=131072 SLURM_NODE_GPUS=2 "$HERE/start_slurm.sh"
-stamp "SLURM up"
+slurm_up
 
 read -r -a DEFRES <<<"$("$PY" "$HERE/check_jobs.py" default-resources "$PROFILE" --partition debug)"
 # (`--default-resources` on the command line replaces the profile's list: DEFRES is that list + partition)
 # 4 jobs at a time on 2 cores: about half of each SLURM job's turnaround is waiting (sbatch, srun,
 # two Snakemake start-ups, status polls), so 4 keep both cores busy (shared machine: 285 s with 4,
 # 676 s with 2 under a heavier load).
-COMMON=(--profile slurm --jobs "${SLURM_CI_JOBS:-4}" --slurm-init-seconds-before-status-checks 2 --verbose
-        --slurm-keep-successful-logs)
-fail() { echo "run_smoke: FAIL: $*" >&2; exit 1; }
+# --cores 2: a group job (the profile's job grouping) runs its jobs side by side up to --cores threads
+# and asks for the GPUs of one such layer, so 2 keeps a group of 1-GPU jobs within the node's GPUs.
+COMMON=(--profile slurm --jobs "${SLURM_CI_JOBS:-4}" --cores 2 --slurm-init-seconds-before-status-checks 2
+        --verbose --slurm-keep-successful-logs)
 
 # ---- 1. the smoke DAG through SLURM -------------------------------------------------------------
 SMOKE=$WORK/smoke

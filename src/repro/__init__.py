@@ -12,5 +12,6 @@ PUBLIC_API: dict[str, str] = {
     "repro.data.imagenet": "the ILSVRC2012 release, verified and unpacked, as image files and labels",
     "repro.data.readers": "readers of the real datasets' release formats (CIFAR-10, MNIST, the npz splits)",
     "repro.detect.backbone": "the backbone whose state_dict pretraining writes and detection loads",
+    "repro.lars.plan": "the cells of the LARS study and their LR grids (the rules schedule them, the report prices them)",
     "repro.lars.optim": "the LARS optimizer and its warm-up + polynomial schedule",
 }

@@ -51,6 +51,9 @@ os.environ.update(
     ),
 )
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# The rules' parse-time imports (model, arm and cell lists) read this checkout's package too, whatever
+# copy of `repro` the Python running Snakemake has installed.
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
 SEED = config["seed"]
 THREADS = config["threads"]

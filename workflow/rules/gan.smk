@@ -2,64 +2,47 @@
 # al., arXiv 1708.02556). One training job per (experiment, arm, seed) so a cluster fans out; one
 # aggregate job per experiment (summary over seeds + figures); one claims job.
 
-from repro.gan.data import MIXTURE_DATASETS, STACKED_BASE  # noqa: E402
+from repro.gan.data import MIXTURE_DATASETS  # noqa: E402
+from repro.gan.plan import (
+    SMALL_EXPERIMENTS,
+    planned,
+    scorer_of,
+    source_of,
+)  # noqa: E402
 
 GAN = config["gan"]
 GAN_RUN = list(GAN["run"])
 GAN_EXP = GAN["experiments"]
 GAN_SEEDS = list(range(GAN["seeds"]))
 GAN_MIXTURES = MIXTURE_DATASETS
-# stacked sets are composed from a base set at load time and scored by the base set's classifier
-GAN_STACKED_BASE = STACKED_BASE
+# Half-hour runs at full scale: their training jobs form the group `gan_small` when the run asks to
+# bundle it (the slurm profile's group-components: a few submissions instead of one per run); otherwise,
+# e.g. locally, they stay plain jobs. The group settings are read when the DAG is built.
+GAN_SMALL = SMALL_EXPERIMENTS
 # Tiny MLPs run fastest on one thread, and two 1-thread jobs in parallel beat one 2-thread job;
 # `gan.threads: null` falls back to the top-level `threads` (full scale).
 GAN_THREADS = GAN["threads"] or THREADS
-
-# Per-experiment inputs, computed once at parse time (only for the experiments in `gan.run`).
-GAN_DATA = {}  # the mixtures folder, the digits file, or a downloaded raw folder
-GAN_DATA_FILE = (
-    {}
-)  # what the CLI reads: <mixtures>/<name>.npz for 2-D, else the dataset itself
-GAN_CFG = (
-    {}
-)  # the gan section with only this experiment's settings, so editing one experiment
-# never invalidates another's jobs (params are among Snakemake's rerun triggers)
-GAN_WEIGHTS = {}  # [Inception-v3 weights] when the experiment scores with inception_v3
-GAN_SCORER_OF = (
-    {}
-)  # experiment -> the experiment whose scorer.pt it reads (itself, or a stacked set's base)
-for _exp in GAN_RUN:
-    if _exp in GAN_STACKED_BASE:
-        GAN_SCORER_OF[_exp] = GAN_STACKED_BASE[_exp]
-    elif _exp not in GAN_MIXTURES:
-        GAN_SCORER_OF[_exp] = _exp
+GAN_SCORER_OF = scorer_of(
+    GAN_RUN
+)  # experiment -> the experiment whose scorer.pt it reads
 GAN_SCORED = sorted(set(GAN_SCORER_OF.values()))
-for _exp in list(GAN_RUN) + [e for e in GAN_SCORED if e not in GAN_RUN]:
-    if _exp not in GAN_EXP:
-        raise ValueError(
-            f"config key 'gan.run' lists {_exp!r} (or a stacked set based on it) but 'gan.experiments.{_exp}' is missing"
-        )
-    if _exp in GAN_MIXTURES:
-        GAN_DATA[_exp] = "results/data/mixtures"
-        GAN_DATA_FILE[_exp] = f"results/data/mixtures/{_exp}.npz"
-    else:
-        _base = GAN_STACKED_BASE.get(_exp, _exp)
-        GAN_DATA[_exp] = (
-            "results/data/digits.npz" if _base == "digits" else raw_dataset(_base)
-        )
-        GAN_DATA_FILE[_exp] = GAN_DATA[_exp]
+# Per-experiment inputs (repro.gan.plan): the data file or folder the CLI reads, the gan section with only
+# this experiment's settings (editing one experiment never invalidates another's jobs: params are rerun
+# triggers), and the Inception-v3 weights when the experiment scores with them.
+GAN_DATA, GAN_DATA_FILE, GAN_CFG, GAN_WEIGHTS = {}, {}, {}, {}
+for _exp in planned(GAN):
+    _src = source_of(_exp)
+    GAN_DATA[_exp] = {
+        "mixtures": "results/data/mixtures",
+        "digits": "results/data/digits.npz",
+    }.get(_src) or raw_dataset(_src)
+    GAN_DATA_FILE[_exp] = (
+        f"results/data/mixtures/{_exp}.npz" if _src == "mixtures" else GAN_DATA[_exp]
+    )
     GAN_CFG[_exp] = as_json({**GAN, "experiments": {_exp: GAN_EXP[_exp]}})
-    GAN_WEIGHTS[_exp] = []
-    if GAN_EXP[_exp]["scorer"] == "inception_v3":
-        _weights = GAN["inception_weights"]
-        if not _weights or not os.path.isfile(_weights):
-            raise ValueError(
-                f"config key 'gan.inception_weights' = {_weights!r}: no such file, but "
-                f"'gan.experiments.{_exp}.scorer' is inception_v3. Put torchvision's inception_v3 "
-                "ImageNet weights (.pth) on local disk and point the key at them (they are never "
-                "downloaded), or set the scorer to 'classifier'."
-            )
-        GAN_WEIGHTS[_exp] = [_weights]
+    GAN_WEIGHTS[_exp] = (
+        [GAN["inception_weights"]] if GAN_EXP[_exp]["scorer"] == "inception_v3" else []
+    )
 GAN_JOBS = {
     (_exp, _ext): expand(
         "results/gan/{experiment}/{arm}/s{seed}{ext}",
@@ -123,16 +106,19 @@ rule gan_train:
         experiment="|".join(GAN_RUN) or "__none__",
         arm="gan|reggan|reggan_sum|mdgan|mgan|mgan_beta0",
         seed=r"\d+",
+    group:
+        lambda wc: (
+            "gan_small"
+            if wc.experiment in GAN_SMALL
+            and "gan_small" in (workflow.group_settings.group_components or {})
+            else None
+        )
     conda:
         "../../envs/torch.yaml"
     threads: GAN_THREADS
     resources:
-        mem_mb=lambda wc: (
-            2000 if wc.experiment in GAN_MIXTURES + ("digits", "stacked") else 16000
-        ),
-        runtime=lambda wc: (
-            30 if wc.experiment in GAN_MIXTURES + ("digits", "stacked") else 1440
-        ),
+        mem_mb=lambda wc: (2000 if wc.experiment in GAN_SMALL else 16000),
+        runtime=lambda wc: (30 if wc.experiment in GAN_SMALL else 1440),
         gpu=GPUS_PER_JOB,
         cpus_per_task=ddp_cpus,
     params:

@@ -1,7 +1,7 @@
 # LARS stage (1708.03888): the large-batch study, one job per model x arm x batch x epochs cell
 # (so a cluster runs them side by side), then one aggregate job for the JSON, figure and claims.
 
-from repro.lars import ARMS as LARS_ARMS  # noqa: E402
+from repro.lars.plan import cells as lars_cells  # noqa: E402
 
 LARS = config["lars"]
 # Small CNNs run fastest on one thread, and two 1-thread jobs beat one 2-thread job on 2 cores;
@@ -13,38 +13,7 @@ if LARS_IMAGENET and "image_size" not in LARS:
     raise ValueError(
         "config key 'lars.image_size' is missing: ImageNet data needs the side of its crops (paper: 224)"
     )
-
-_EXTRA_MODELS = [LARS["longer"]["model"]] * bool(LARS["longer"]["epochs"]) + [
-    LARS["wide"]["model"]
-] * bool(LARS["wide"]["batches"])
-for _m in list(LARS["models"]) + _EXTRA_MODELS:
-    for _arm in LARS_ARMS:
-        if _m not in LARS[_arm]["lrs"]:
-            raise ValueError(
-                f"config key 'lars.{_arm}.lrs.{_m}' is missing: model {_m!r} needs an LR grid"
-            )
-
-
-# Every cell of the study: the main grid, smaller batches for one model and arm so it spans the paper's
-# 64x (`wide`), and longer runs at the largest batch (Table 5).
-LARS_CELLS = list(
-    dict.fromkeys(
-        [
-            (m, a, b, LARS["epochs"])
-            for m in LARS["models"]
-            for a in LARS_ARMS
-            for b in LARS["batches"]
-        ]
-        + [
-            (LARS["wide"]["model"], LARS["wide"]["arm"], b, LARS["epochs"])
-            for b in LARS["wide"]["batches"]
-        ]
-        + [
-            (LARS["longer"]["model"], LARS["longer"]["arm"], max(LARS["batches"]), e)
-            for e in LARS["longer"]["epochs"]
-        ]
-    )
-)
+LARS_CELLS = lars_cells(LARS)  # the study's cells (repro.lars.plan)
 LARS_CELL_PATHS = [
     f"results/lars/cells/{m}/{a}/b{b}_e{e}.json" for m, a, b, e in LARS_CELLS
 ]

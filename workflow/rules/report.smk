@@ -13,6 +13,8 @@ rule report:
             caption="../report/report_page.rst",
             category="Report",
         ),
+        # the README's results table (python -m repro.report.readme puts it into README.md)
+        summary="results/report/summary.md",
     log:
         "results/logs/report/report.log",
     benchmark:
@@ -28,9 +30,15 @@ rule report:
         # is a launch setting like --cores, and leaving it out keeps existing reports up to date
         cfg=as_json({k: v for k, v in config.items() if k != "gpus_per_job"}),
         benchmarks="results/benchmarks",
+        # the opt-in scale_trend's figures, embedded when present (not inputs: never run by the default)
+        trend="results/scale_trend",
+        bench_gpu="results/bench_gpu.json",  # python -m bench.gpu; read if present (prices the run)
     shell:
         "python -m repro.report --config {params.cfg:q} --claims {input.claims} --figures {input.figures}"
-        " --benchmarks {params.benchmarks} --out-csv {output.csv} --out-html {output.html} > {log} 2>&1"
+        " --benchmarks {params.benchmarks} --bench-gpu {params.bench_gpu} --out-csv {output.csv}"
+        " --out-html {output.html} --out-summary {output.summary} --trend-dir {params.trend} > {log} 2>&1"
 
 
-register_targets(rules.report.output.csv, rules.report.output.html)
+register_targets(
+    rules.report.output.csv, rules.report.output.html, rules.report.output.summary
+)

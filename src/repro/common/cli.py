@@ -59,6 +59,13 @@ def start(args: argparse.Namespace, sections: str | Sequence[str] | None, *, ign
     return args
 
 
+def log(msg: str) -> None:
+    """One line of a job's progress on stderr (the rule sends it to the job's log file), flushed at once."""
+    import sys
+
+    print(msg, file=sys.stderr, flush=True)
+
+
 def done(prog: str, args: argparse.Namespace, summary: Any) -> int:
     """Log a command's one-line summary with its wall time (stderr: the job log) and return exit code 0."""
     import sys

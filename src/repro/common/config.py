@@ -154,3 +154,21 @@ def borrowed(cfg: Mapping[str, Any], section: str, keys: Iterable[str]) -> dict[
     """Keys another section lends a stage (its rule copies them in), each defaulting to ``section``'s default."""
     defaults = section_defaults(section)
     return {k: cfg.get(k, defaults[k]) for k in keys}
+
+
+def merged_config(*paths: str | Path) -> dict[str, Any]:
+    """The YAML files at ``paths`` merged in order, each over the previous (nested mappings key by key, as
+    Snakemake merges ``--configfile`` over the Snakefile's ``configfile``), e.g. ``config.yaml`` then
+    ``workflow/configs/full.yaml``."""
+    import yaml
+
+    def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(base)
+        for key, value in over.items():
+            out[key] = merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), dict) else value
+        return out
+
+    cfg: dict[str, Any] = {}
+    for path in paths:
+        cfg = merge(cfg, yaml.safe_load(Path(path).read_text()) or {})
+    return cfg

@@ -3,7 +3,7 @@ detection transfer (1708.02901 Tables 1 and 4).
 
 Every claim is a signed sum of per-run metrics, such as FPN AP - C4 AP. It is computed per seed
 from runs that share the seed (a paired difference), averaged over seeds, and given a Student-t
-95% CI. The verdict is ``holds`` when the whole CI is above 0, ``fails`` when it is below 0, and
+95% CI (:func:`repro.common.claims.one_sample_test`). The verdict is ``holds`` when the whole CI is above 0, ``fails`` when it is below 0, and
 ``inconclusive`` otherwise. With 2 seeds the t quantile is 12.7, so only large, consistent gaps
 can hold. The paper's value is the same difference taken from the tables, as a fraction. The running
 time is a ratio instead (FPN / C4 inference s/image, :func:`timing_row`), and 'holds' means below 1.
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from repro.common.claims import ClaimRow, ci95, verdict_from_ci
+from repro.common.claims import ClaimRow, one_sample_test
 from repro.common.paper_values import paper_value
 
 Runs = Mapping[str, Mapping[int, Mapping[str, float]]]  # model/arm -> seed -> flat metrics ("bbox.AP", ...)
@@ -99,14 +99,12 @@ def timing_row(ratios: Mapping[int, float], *, paper: str, scale_note: str) -> C
     """
     ref = paper_value(TIMING_CLAIM_ID)
     values = [float(ratios[s]) for s in sorted(ratios)]
-    mean, ci = ci95(values)
     note = f"{scale_note} Per seed: {[round(v, 4) for v in values]}."
     if len(values) < 2:
         note += f" Only {len(values)} seed(s), so there is no CI and the verdict is inconclusive."
     return ClaimRow(paper=paper, claim_id=TIMING_CLAIM_ID, claim=ref["claim"],
                     metric="inference s/image, FPN / C4 (ratio; < 1: FPN faster)", paper_value=float(ref["value"]),
-                    ours_mean=mean, ours_ci95=ci, n_seeds=len(values),
-                    verdict=verdict_from_ci(ci, threshold=1.0, higher_is_better=False), scale_note=note)
+                    scale_note=note, **one_sample_test(values, threshold=1.0, higher_is_better=False).fields())
 
 # The pretraining stage's arm names -> the paper's row names in ti_transfer.yaml.
 ARM_PAPER_ROW = {
@@ -151,8 +149,6 @@ def claim_rows(claims: Sequence[DiffClaim], runs: Runs, *, paper: str, scale_not
             continue
         ref = paper_value(c.claim_id)
         values = per_seed_values(c, runs)
-        mean, ci = ci95(values)
-        verdict = verdict_from_ci(ci, threshold=0.0)
         note = f"{scale_note} Per seed: {[round(v, 4) for v in values]}."
         if len(values) < 2:
             note += f" Only {len(values)} seed(s) with all runs, so there is no CI and the verdict is inconclusive."
@@ -160,6 +156,6 @@ def claim_rows(claims: Sequence[DiffClaim], runs: Runs, *, paper: str, scale_not
             note += f" The paper gives no number here ({ref['where']}): a measurement beside the paper's statement."
         paper_val = None if ref["value"] is None else round(float(ref["value"]) / 100.0, 6)
         rows.append(ClaimRow(paper=paper, claim_id=c.claim_id, claim=ref["claim"], metric=c.metric,
-                             paper_value=paper_val, ours_mean=mean, ours_ci95=ci,
-                             n_seeds=len(values), verdict=verdict, scale_note=note))
+                             paper_value=paper_val, scale_note=note,
+                             **one_sample_test(values, threshold=0.0).fields()))
     return rows

@@ -25,6 +25,7 @@ from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.transform import resize_boxes
 from tqdm import tqdm
 
+from repro.common.amp import Precision
 from repro.common.distributed import DistInfo, all_reduce_mean, unwrap
 from repro.common.errors import NonFiniteLossError
 from repro.common.io import atomic_write_bytes
@@ -74,8 +75,8 @@ def train(model: FasterRCNN, optimizer: torch.optim.Optimizer, batches: Iterable
           start_step: int, total_steps: int, lr_fn: Callable[[int], float], grad_clip: float | None,
           checkpoint_every: int, save_checkpoint: Callable[[int, dict[str, list[float]], list[list[float]]], None],
           log_every: int = 10, recent: dict[str, list[float]] | None = None,
-          log_rows: list[list[float]] | None = None, dist: DistInfo | None = None
-          ) -> tuple[dict[str, float], list[list[float]]]:
+          log_rows: list[list[float]] | None = None, dist: DistInfo | None = None,
+          precision: Precision | None = None) -> tuple[dict[str, float], list[list[float]]]:
     """Train ``model`` from ``start_step`` to ``total_steps`` on ``batches`` (one (images, targets) per step).
 
     ``save_checkpoint(step, recent, log_rows)`` is called every ``checkpoint_every`` steps and at the end,
@@ -83,8 +84,11 @@ def train(model: FasterRCNN, optimizer: torch.optim.Optimizer, batches: Iterable
     :data:`LOG_COLUMNS` per step); both are restored on resume, so the returned means and log are those of
     an uninterrupted run. Returns (mean of each loss over the last ``log_every`` steps, the per-step log).
     Raises :class:`NonFiniteLossError` on a NaN/inf loss. ``model`` may be DDP-wrapped (``dist``: this rank).
+    ``precision``: mixed precision on CUDA (:mod:`repro.common.amp`; None: fp32), as torchvision's
+    detection references train (autocast forward, scaled backward, unscale before clipping).
     """
     dist = dist or DistInfo()
+    precision = precision or Precision(device.type)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     recent = {k: list(v) for k, v in (recent or {}).items()}
@@ -101,8 +105,9 @@ def train(model: FasterRCNN, optimizer: torch.optim.Optimizer, batches: Iterable
         keys = [tuple(int(v) for v in t.pop("sample_key").tolist()) for t in targets]
         set_sampling_keys(unwrap(model), keys)  # per-image RPN/RoI sampling streams (seed, step, slot)
         images, targets = _to_device(images, targets, device)
-        losses = model(images, targets)  # loss_classifier, loss_box_reg, loss_objectness, loss_rpn_box_reg
-        loss = sum(losses.values())
+        with precision.autocast():
+            losses = model(images, targets)  # loss_classifier, loss_box_reg, loss_objectness, loss_rpn_box_reg
+            loss = sum(losses.values())
         # this step's losses of the global batch (mean over ranks), the same on every rank
         logged = dict(zip(["loss", *losses], all_reduce_mean(torch.stack([loss, *losses.values()]).detach(),
                                                              dist).tolist()))
@@ -110,10 +115,8 @@ def train(model: FasterRCNN, optimizer: torch.optim.Optimizer, batches: Iterable
             detail = ", ".join(f"{k}={v:.4g}" for k, v in logged.items() if k != "loss")
             raise NonFiniteLossError(f"non-finite training loss at step {step} (lr {lr:.4g}): {detail}")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        optimizer.step()
+        precision.backward(loss)
+        precision.step(optimizer, clip=(params, grad_clip) if grad_clip else None)
         step += 1
         for k, v in logged.items():
             recent.setdefault(k, []).append(v)

@@ -139,7 +139,9 @@ class FastMultiScaleRoIAlign(MultiScaleRoIAlign):
     The forward is torchvision's ``_multiscale_roi_align`` with the per-level op in :meth:`pool`: one
     map pools every RoI; several maps pool each RoI on its Eq. 1 level and scatter the results back in
     RoI order. Same forward numbers; the CPU backward is the separable one of
-    :func:`repro.detect.roi_align.roi_align` (torchvision's scalar kernel dominated the C4 step: 216 ms of 0.56 s).
+    :func:`repro.detect.roi_align.roi_align` (torchvision's scalar CPU kernel is the C4 step's slowest op; bench/detect_throughput.py).
+    Under mixed precision the maps are pooled in fp32 (as torchvision's autocast wrappers of its RoI ops do;
+    its CPU RoI pooling has no bf16 kernel); in fp32 runs the cast is a no-op.
     """
 
     def pool(self, feat: Tensor, rois: Tensor, scale: float) -> Tensor:
@@ -147,7 +149,7 @@ class FastMultiScaleRoIAlign(MultiScaleRoIAlign):
         return roi_align(feat, rois, self.output_size, scale, self.sampling_ratio)
 
     def forward(self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
-        feats = _filter_input(x, self.featmap_names)
+        feats = [f.float() for f in _filter_input(x, self.featmap_names)]  # fp32 pooling under autocast
         if self.scales is None or self.map_levels is None:
             self.scales, self.map_levels = _setup_scales(
                 feats, image_shapes, self.canonical_scale, self.canonical_level
@@ -234,6 +236,19 @@ def set_sampling_keys(model: FasterRCNN, keys: list[tuple[int, ...]] | None) -> 
             sampler.keys = keys
 
 
+class FP32RPNHead(RPNHead):
+    """torchvision's RPN head with fp32 outputs under mixed precision (a no-op in fp32 runs).
+
+    torchvision decodes the proposals in the dtype of the predicted deltas (``BoxCoder.decode``); in bf16
+    (8 mantissa bits) a coordinate of an 800 x 1333 px image would be rounded to 4-8 px. Same parameters
+    and state_dict keys as ``RPNHead``.
+    """
+
+    def forward(self, x: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        logits, deltas = super().forward(x)
+        return [t.float() for t in logits], [t.float() for t in deltas]
+
+
 def _faster_rcnn(backbone: nn.Module, settings: DetectorSettings, *, num_classes: int,
                  anchors: AnchorGenerator, pooler: nn.Module, head: nn.Module, head_out: int) -> FasterRCNN:
     """Assemble torchvision's FasterRCNN with the settings' sizes, sampling and NMS values."""
@@ -245,7 +260,7 @@ def _faster_rcnn(backbone: nn.Module, settings: DetectorSettings, *, num_classes
         min_size=settings.min_size,
         max_size=settings.max_size,
         rpn_anchor_generator=anchors,
-        rpn_head=RPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0]),
+        rpn_head=FP32RPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0]),
         rpn_pre_nms_top_n_train=settings.rpn_pre_nms_top_n_train,
         rpn_pre_nms_top_n_test=settings.rpn_pre_nms_top_n_test,
         rpn_post_nms_top_n_train=settings.rpn_post_nms_top_n_train,

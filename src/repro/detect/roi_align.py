@@ -32,7 +32,7 @@ from torchvision.ops._utils import check_roi_boxes_shape, convert_boxes_to_roi_f
 
 # The CPU backward runs over chunks of RoIs whose largest temporary holds at most this many elements
 # (1 MiB in float32): it stays in cache, memory stays bounded for big maps, and no temporary is large
-# enough to be mmap-ed and page-faulted afresh on every call (C4 step: 14 ms in 1 MiB chunks, 35 ms in one).
+# enough to be mmap-ed and page-faulted afresh on every call (bench/detect_throughput.py measures it).
 _CHUNK_ELEMENTS = 1 << 18
 
 

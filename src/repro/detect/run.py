@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from repro.common.amp import from_config
 from repro.common.checkpoint import RunCheckpoint, rng_state, run_identity, set_rng_state
 from repro.common.distributed import DistInfo, unwrap, wrap_model
 from repro.common.io import atomic_torch_save, atomic_write_json
@@ -26,7 +27,7 @@ from repro.detect.models import FIXED_POOLER, DetectorSettings, build_detector
 
 # Config keys that change how a run is carried out but not its numbers (not in a checkpoint's identity).
 NOT_SHAPING_RUN = ("checkpoint_every", "device", "num_workers", "cache_images", "eval_batch_size", "models", "seeds",
-                   "transfer", "timing_images", "timing_rounds", "test_dev")
+                   "transfer", "amp", "timing_images", "timing_rounds", "test_dev")
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,9 @@ def train_and_evaluate(job: TrainJob, cfg: dict[str, Any], info: DistInfo, devic
         print(f"[detect train] backbone initialised from {job.backbone_weights}", flush=True)
     freeze_layers(body, cfg["trainable_layers"])
     settings = DetectorSettings.from_config(cfg)
-    model = build_detector(job.model, body=body, num_classes=train_set.num_classes, settings=settings).to(device)
+    precision = from_config(cfg, device, section="detect")  # mixed precision on CUDA (repro.common.amp)
+    model = precision.prepare(build_detector(job.model, body=body, num_classes=train_set.num_classes,
+                                             settings=settings).to(device))
     # DDP with several ranks (BatchNorm synchronised); fpn_p2_only leaves P3-P5's 3x3 convs unused
     net = wrap_model(model, info, device, find_unused_parameters=job.model == "fpn_p2_only")
     model = unwrap(net)
@@ -84,6 +87,7 @@ def train_and_evaluate(job: TrainJob, cfg: dict[str, Any], info: DistInfo, devic
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
+        precision.restore(state)
         start, train_s_before = int(state["step"]), float(state["train_s"])
         recent, log_rows = state["recent_losses"], state["log"].tolist()
         print(f"resumed from step {start}", flush=True)
@@ -95,6 +99,7 @@ def train_and_evaluate(job: TrainJob, cfg: dict[str, Any], info: DistInfo, devic
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
             "rng": rng_state(), "train_s": train_s_before + time.perf_counter() - t0,
             "recent_losses": recent_losses, "log": torch.tensor(rows, dtype=torch.float64),
+            **precision.checkpoint_state(),
         })
 
     decay_steps = [int(round(f * total)) for f in cfg["lr_decay_at"]]
@@ -107,7 +112,7 @@ def train_and_evaluate(job: TrainJob, cfg: dict[str, Any], info: DistInfo, devic
             lr_fn=lambda s: lr_at(s, base_lr=cfg["lr"], warmup_iters=cfg["warmup_iters"],
                                   warmup_factor=cfg["warmup_factor"], steps=decay_steps, gamma=cfg["lr_gamma"]),
             grad_clip=cfg["grad_clip"], checkpoint_every=cfg["checkpoint_every"], save_checkpoint=checkpoint,
-            recent=recent, log_rows=log_rows, dist=info,
+            recent=recent, log_rows=log_rows, dist=info, precision=precision,
         )
     except NonFiniteLossError as exc:
         print(f"[detect train] ERROR: {exc}", file=sys.stderr, flush=True)

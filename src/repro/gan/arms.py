@@ -41,6 +41,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from repro.common.amp import Precision
 from repro.common.distributed import DistInfo, unwrap, wrap_model
 from repro.gan import losses
 from repro.gan.models import (
@@ -64,7 +65,8 @@ class ArmSetup:
     """Everything one arm trains: its nets, their optimizers, its step and its batch layout.
 
     ``nets`` are the plain modules (state_dicts, generation, checkpoints); ``wrapped`` the modules the
-    step trains through: their DDP wrappers with several ranks, the nets themselves with one process."""
+    step trains through: their DDP wrappers with several ranks, the nets themselves with one process.
+    ``precision``: how the step's backward passes and optimizer steps run (:mod:`repro.common.amp`)."""
 
     arm: str
     nets: dict[str, nn.Module]
@@ -76,6 +78,7 @@ class ArmSetup:
     z_dist: str
     hp: dict[str, float] = field(default_factory=dict)
     wrapped: dict[str, nn.Module] = field(default_factory=dict)
+    precision: Precision = field(default_factory=Precision)
 
     def __post_init__(self) -> None:
         self.wrapped = {k: self.wrapped.get(k, net) for k, net in self.nets.items()}
@@ -162,9 +165,8 @@ def _descend(setup: ArmSetup, names: tuple[str, ...], loss: torch.Tensor) -> Non
     """One optimizer step of the nets ``names`` on ``loss`` (zero their grads, backward, step)."""
     for name in names:
         setup.opts[name].zero_grad(set_to_none=True)
-    loss.backward()
-    for name in names:
-        setup.opts[name].step()
+    setup.precision.backward(loss)
+    setup.precision.step(*(setup.opts[name] for name in names))
 
 
 def gan_step(setup: ArmSetup, x: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -238,14 +240,15 @@ def mgan_step(setup: ArmSetup, x: torch.Tensor, z: torch.Tensor) -> dict[str, to
 
 
 def build_arm(arm: str, cfg: dict[str, Any], *, data_shape: tuple[int, ...], device: torch.device | str,
-              dist: DistInfo | None = None) -> ArmSetup:
+              dist: DistInfo | None = None, precision: Precision | None = None) -> ArmSetup:
     """Nets, optimizers (Adam with the experiment's lr/betas; MGAN §5: 2e-4, beta1 0.5) and step of one arm.
 
     ``cfg`` is one experiment's config section; ``data_shape`` is one sample's shape ((2,) for points).
     The fake batch holds ``ceil(batch_size / K)`` samples per generator, or for the MGAN arms
     ``fakes_per_generator`` when set (MGAN's CIFAR-10 code: 12 per generator vs 64 reals).
     With several ranks (``dist``) the nets are DDP-wrapped before the optimizers are built (the
-    synchronised BatchNorm layers replace the plain ones).
+    synchronised BatchNorm layers replace the plain ones). ``precision`` (None: fp32) lays the conv
+    nets out channels-last on CUDA before wrapping; the training loop runs each step under its autocast.
     """
     if arm not in ARMS:
         raise ValueError(f"unknown arm {arm!r} (expected one of {ARMS})")
@@ -256,7 +259,9 @@ def build_arm(arm: str, cfg: dict[str, Any], *, data_shape: tuple[int, ...], dev
         encoder=arm in ("reggan", "reggan_sum", "mdgan"), second_d=arm == "mdgan",
     )
     dist = dist or DistInfo()
-    wrapped = {name: wrap_model(net.to(device), dist, torch.device(device)) for name, net in nets.items()}
+    precision = precision or Precision(torch.device(device).type)
+    wrapped = {name: wrap_model(precision.prepare(net.to(device)), dist, torch.device(device))
+               for name, net in nets.items()}
     nets = {name: unwrap(net) for name, net in wrapped.items()}
     opts = {name: _adam(net.parameters(), cfg) for name, net in nets.items()}
     hp = {
@@ -270,7 +275,7 @@ def build_arm(arm: str, cfg: dict[str, Any], *, data_shape: tuple[int, ...], dev
     per_gen = math.ceil(int(cfg["batch_size"]) / k)
     if is_mgan and cfg["fakes_per_generator"]:
         per_gen = int(cfg["fakes_per_generator"])
-    return ArmSetup(arm, nets, opts, step, k, per_gen, int(cfg["z_dim"]), cfg["z_dist"], hp, wrapped)
+    return ArmSetup(arm, nets, opts, step, k, per_gen, int(cfg["z_dim"]), cfg["z_dist"], hp, wrapped, precision)
 
 
 def check_world_size(setup: ArmSetup, batch_size: int, world_size: int, key: str) -> None:

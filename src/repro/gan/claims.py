@@ -1,7 +1,8 @@
 """The rows of ``results/claims/gan.json`` from the experiment summaries (``repro.gan.summary``).
 
 Every row compares arms trained in one experiment over the same seeds (Welch 95% CI of the
-difference of final-step means, or a Student-t CI of one arm against a threshold). A row carries a
+difference of final-step means, or a Student-t CI of one arm against a threshold; both from
+:mod:`repro.common.claims`, which also gives the row's p-value and power). A row carries a
 paper value only when the measurement is at the paper's own setting (MGAN's ring of 8, MDGAN's ring
 of 6, compositional MNIST and CIFAR-10 at full scale); the small analogues (digits, stacked digits)
 and the figure-only claims carry ``None``. Rows of experiments not run are ``inconclusive``.
@@ -14,9 +15,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from repro.common.claims import ClaimRow, ci95, verdict_from_ci
+from repro.common.claims import ClaimRow, one_sample_test, welch_test
 from repro.common.paper_values import paper_value
-from repro.gan.summary import welch_ci
 
 MODE_SCORE_NOTE = (
     "MODE score (eq. 4) as printed: log MODE = E_x KL(p(y|x)||p(y)) - KL(p*||p) = E_x sum_y p(y|x)[log p(y|x) - log p(y)] "
@@ -74,14 +74,14 @@ def _diff_row(
     if a is None or b is None:
         missing = arm_a if a is None else arm_b
         return _not_run(claim_id, metric_text, f"not run in this configuration (arm {missing!r} or its experiment is absent). {note}")
-    mean, ci = welch_ci(a, b)
-    verdict = verdict_from_ci(ci, threshold=0.0, higher_is_better=higher_is_better)
+    test = welch_test(a, b, threshold=0.0, higher_is_better=higher_is_better)
     others = [f"{arm} {_fmt(_final(summary, arm, metric))}" for arm in summary["arms"] if arm not in (arm_a, arm_b)]
     detail = f"{arm_a} {_fmt(a)} vs {arm_b} {_fmt(b)}; Welch 95% CI of the difference" + (
         f" (other arms: {', '.join(others)})." if others else "."
     ) + f" Ours: {summary['arms'][arm_a]['steps']} training steps at Adam lr {summary['arms'][arm_a].get('lr')}."
     detail += f" {PAPER_SETTING.get(summary.get('experiment', ''), '')}"
-    return ClaimRow(ref["paper"], claim_id, ref["claim"], metric_text, ref["value"], mean, ci, min(len(a), len(b)), verdict, f"{detail} {note}")
+    return ClaimRow(ref["paper"], claim_id, ref["claim"], metric_text, ref["value"], scale_note=f"{detail} {note}",
+                    **test.fields())
 
 
 def _lowest_row(claim_id: str, summary: dict | None, arm: str, metric: str, metric_text: str, note: str) -> ClaimRow:
@@ -102,7 +102,6 @@ def _w1_row(ring8: dict | None, note: str) -> ClaimRow:
     if not vals or not floor:
         return _not_run(claim_id, metric, f"ring8/mgan not run in this configuration. {note}")
     excess = [v - f for v, f in zip(vals, floor)]
-    mean, ci = ci95(excess)
     std = float(ring8.get("mode_std") or 0.0)
     ref = paper_value(claim_id)
     others = ", ".join(f"{a} {_fmt([v - f for v, f in zip(_final(ring8, a, 'w1'), _final(ring8, a, 'w1_real'))])}"
@@ -110,8 +109,8 @@ def _w1_row(ring8: dict | None, note: str) -> ClaimRow:
     text = (f"Near 0 = the whole 95% CI of the excess below one mode standard deviation ({std:.3f}); the floor (two real "
             f"subsamples) is {sum(floor) / len(floor):.3f}, MGAN's raw W1 {sum(vals) / len(vals):.3f}. Excess of the other arms: "
             f"{others}. {note}")
-    return ClaimRow(ref["paper"], claim_id, ref["claim"], metric, ref["value"], mean, ci, len(excess),
-                    verdict_from_ci(ci, threshold=std, higher_is_better=False), text)
+    return ClaimRow(ref["paper"], claim_id, ref["claim"], metric, ref["value"], scale_note=text,
+                    **one_sample_test(excess, threshold=std, higher_is_better=False).fields())
 
 
 def _mode_score_note(img: dict | None) -> str:
@@ -139,11 +138,10 @@ def claim_rows(summaries: dict[str, dict], cfg: dict[str, Any]) -> list[ClaimRow
     ref = paper_value("gan_mgan_ring8_all_modes")
     vals = _final(ring8, "mgan", "modes_covered")
     if vals:
-        mean, ci = ci95(vals)
         frac = ring8["arms"]["mgan"]["final"]["full_coverage_fraction"]
         rows.append(ClaimRow(ref["paper"], ref["claim_id"], ref["claim"], "modes covered by MGAN on the ring of 8 (final step)",
-                             ref["value"], mean, ci, len(vals), verdict_from_ci(ci, threshold=7.5),
-                             f"{frac:.0%} of seeds cover all 8 after {steps['ring8']} steps at Adam lr "
+                             ref["value"], **one_sample_test(vals, threshold=7.5).fields(),
+                             scale_note=f"{frac:.0%} of seeds cover all 8 after {steps['ring8']} steps at Adam lr "
                              f"{ring8['arms']['mgan'].get('lr')} (paper: ~25k steps at 2e-4). Holds only if the whole CI is "
                              f"above 7.5. {coverage_def}"))
     else:
@@ -190,7 +188,8 @@ def claim_rows(summaries: dict[str, dict], cfg: dict[str, Any]) -> list[ClaimRow
                           "under-generated classes on 8x8 digits, GAN minus MDGAN (final step)", f"{under} {small} {mdgan_ref}"))
     is_note = ""
     if digits is not None and "reggan" in digits["arms"] and "reggan_sum" in digits["arms"]:
-        d, dci = welch_ci(_final(digits, "reggan", "inception_score"), _final(digits, "reggan_sum", "inception_score"))
+        w = welch_test(_final(digits, "reggan", "inception_score"), _final(digits, "reggan_sum", "inception_score"))
+        d, dci = w.ours_mean, w.ours_ci95
         is_note = f" Inception score (10 classes), per-pixel minus summed d: {d:.2f}, 95% CI {[round(v, 2) for v in dci] if dci else None}."
     rows.append(_diff_row("gan_reggan_reduction_digits", digits, "reggan_sum", "reggan", "under_generated",  # sum - mean
                           "under-generated classes on 8x8 digits, Reg-GAN with d summed over pixels minus Reg-GAN with the per-pixel mean",
@@ -223,7 +222,8 @@ def claim_rows(summaries: dict[str, dict], cfg: dict[str, Any]) -> list[ClaimRow
     if cifar is not None and cifar.get("scorer", {}) and cifar["scorer"].get("kind") != "inception_v3":
         note += " Scored with the in-pipeline CIFAR-10 classifier, not Inception: not comparable with 8.33/6.40."
     if cifar is None and digits is not None and "mgan" in digits["arms"] and "gan" in digits["arms"]:
-        d, dci = welch_ci(_final(digits, "mgan", "inception_score"), _final(digits, "gan", "inception_score"))
+        w = welch_test(_final(digits, "mgan", "inception_score"), _final(digits, "gan", "inception_score"))
+        d, dci = w.ours_mean, w.ours_ci95
         note += f" Small-scale analogue (not the claim): digits IS MGAN - GAN = {d:.2f}, 95% CI {[round(v, 2) for v in dci] if dci else None}."
     rows.append(_diff_row("gan_mgan_cifar10_is", cifar, "mgan", "gan", "inception_score",
                           "inception score on CIFAR-10, MGAN minus DCGAN (final step)", f"{note} {_mode_score_note(cifar)}".strip()))

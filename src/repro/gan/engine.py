@@ -47,6 +47,7 @@ def _state(setup: ArmSetup, step: int, history: list[dict], device: torch.device
         "history": history,
         "running": running,  # loss sums/count since the last evaluation row, so a resumed row's means are exact
         "rng": rng,
+        **setup.precision.checkpoint_state(),  # the GradScaler's state (fp16 on CUDA), absent otherwise
     }
 
 
@@ -55,6 +56,7 @@ def _restore(setup: ArmSetup, state: dict[str, Any], device: torch.device) -> No
         net.load_state_dict(state["nets"][k])
     for k, opt in setup.opts.items():
         opt.load_state_dict(state["opts"][k])
+    setup.precision.restore(state)
     set_rng_state(state["rng"])
     if device.type == "cuda" and "cuda" in state["rng"]:
         torch.cuda.set_rng_state(state["rng"]["cuda"], device)
@@ -117,7 +119,8 @@ def train(
                      disable=not dist.is_main):
         x = sample_real(batch_size)  # the global batch, the same on every rank
         z = sample_noise(k * setup.per_generator, setup.z_dim, setup.z_dist, device)
-        out = setup.step(setup, shard(x, dist), shard_noise(z, k, dist))
+        with setup.precision.autocast():  # the step's backward passes leave autocast (repro.common.amp)
+            out = setup.step(setup, shard(x, dist), shard_noise(z, k, dist))
         values = all_reduce_mean(torch.stack([v.float() for v in out.values()]), dist).tolist()  # mean over ranks
         for name, v in zip(out, values):
             if not math.isfinite(v):

@@ -124,7 +124,7 @@ def wasserstein1_exact(a: np.ndarray, b: np.ndarray) -> float:
     """Exact W1 between two equal-size point sets with uniform weights (optimal assignment)."""
     if len(a) != len(b):
         raise ValueError(f"wasserstein1_exact needs equal sizes, got {len(a)} and {len(b)}")
-    from scipy.optimize import linear_sum_assignment  # imported here: 0.2 s, only 2-D jobs need it
+    from scipy.optimize import linear_sum_assignment  # imported here: only the 2-D jobs need it
 
     cost = cdist(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))  # N x N
     rows, cols = linear_sum_assignment(cost)

@@ -28,6 +28,11 @@ class Adam:
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params]
 
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        """One group of every parameter (what ``torch.amp.GradScaler`` reads to unscale gradients)."""
+        return [{"params": self.params}]
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
             if set_to_none:

@@ -5,13 +5,13 @@ Student-t 95% CI, the metric curves over training steps (mean over seeds, and ea
 2-D mixtures the fraction of seeds covering every mode at each evaluation step.
 
 Differences between two arms (e.g. MGAN minus GAN in modes covered) get a Welch 95% CI (unequal
-variances, independent runs); a claim holds when the whole CI is on the claimed side of zero.
+variances, independent runs; :func:`repro.common.claims.welch_test`); a claim holds when the whole CI
+is on the claimed side of zero.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any, Sequence
+from typing import Any
 
 from repro.common.claims import ci95
 
@@ -19,27 +19,6 @@ from repro.common.claims import ci95
 MIXTURE_METRICS = ("modes_covered", "high_quality_pct", "sym_kl", "w1", "w1_real")
 IMAGE_METRICS = ("inception_score", "mode_score_printed", "mode_minus_is", "mode_score_variant", "under_generated", "missing")
 STACKED_METRICS = ("missed_modes", "mode_kl")
-
-
-def welch_ci(a: Sequence[float], b: Sequence[float]) -> tuple[float | None, list[float] | None]:
-    """Mean of ``a`` minus mean of ``b`` and its Welch 95% CI (None with fewer than 2 values each)."""
-    a = [float(v) for v in a if v is not None and math.isfinite(float(v))]
-    b = [float(v) for v in b if v is not None and math.isfinite(float(v))]
-    if not a or not b:
-        return None, None
-    d = sum(a) / len(a) - sum(b) / len(b)
-    if len(a) < 2 or len(b) < 2:
-        return d, None
-    from scipy import stats
-
-    va = sum((x - sum(a) / len(a)) ** 2 for x in a) / (len(a) - 1) / len(a)
-    vb = sum((x - sum(b) / len(b)) ** 2 for x in b) / (len(b) - 1) / len(b)
-    se = math.sqrt(va + vb)
-    if se == 0:
-        return d, [d, d]
-    df = (va + vb) ** 2 / ((va**2 / (len(a) - 1) if va else 0.0) + (vb**2 / (len(b) - 1) if vb else 0.0))
-    half = float(stats.t.ppf(0.975, df)) * se
-    return d, [d - half, d + half]
 
 
 def summarize_experiment(experiment: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Every accuracy claim is a difference of top-1 test accuracy (percentage points) between two cells,
 paired by seed (same seed = same initialisation and data order), at each cell's chosen LR; its mean
-and 95% CI are over the seeds, and the verdict comes from the CI (``verdict_from_ci``):
+and 95% CI are over the seeds, and the verdict comes from the CI (``one_sample_test``):
 - "drops" (SGD, Table 1) and "beats" (LARS vs SGD) hold when the whole CI is on the claimed side of 0;
 - "holds accuracy" (LARS, Table 3) and Table 5's "longer training recovers the small-batch accuracy"
   hold when the whole CI is above ``-hold_tolerance_pp`` (1 pp, fixed before any run) and fail when it
@@ -29,8 +29,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from repro.common.claims import ClaimRow, ci95, verdict_from_ci
+from repro.common.claims import ClaimRow, TestResult, ci95, one_sample_test
 from repro.common.paper_values import all_paper_values
+from repro.lars.data import dataset_name
+from repro.lars.models import IMAGENET_MIN_SIZE
 from repro.lars.ratios import ratio_spread
 
 __all__ = ["PAPER_BATCH", "build_claims", "paper_curves", "paper_spans", "summarize_cells"]
@@ -151,19 +153,18 @@ def paper_spans(curves: dict[str, list[tuple[float, float]]], model: str, arm: s
 
 
 def _paired(
-    summary: dict[tuple, dict[str, Any]], a: tuple, b: tuple
-) -> tuple[float | None, list[float] | None, int, str]:
-    """Mean and CI of acc(a) - acc(b) over the seeds both cells have; note on what is missing."""
+    summary: dict[tuple, dict[str, Any]], a: tuple, b: tuple, *, threshold: float = 0.0, higher: bool = True
+) -> tuple[TestResult, str]:
+    """The test of acc(a) - acc(b) against ``threshold`` over the seeds both cells have; note on what is missing."""
     if a not in summary or b not in summary:
         missing = [k for k in (a, b) if k not in summary]
-        return None, None, 0, f"cell(s) {missing} not in this study's config"
+        return one_sample_test([], threshold=threshold, higher_is_better=higher), f"cell(s) {missing} not in this study's config"
     sa, sb = summary[a]["test_acc_by_seed"], summary[b]["test_acc_by_seed"]
     seeds = sorted(set(sa) & set(sb))
-    mean, ci = ci95([sa[s] - sb[s] for s in seeds])
     note = ""
     if not seeds:
         note = "no seed with an accuracy in both cells (every LR or seed diverged)"
-    return mean, ci, len(seeds), note
+    return one_sample_test([sa[s] - sb[s] for s in seeds], threshold=threshold, higher_is_better=higher), note
 
 
 def _fmt(summary: dict[tuple, dict[str, Any]], key: tuple) -> str:
@@ -205,14 +206,13 @@ def build_claims(
 
     def row(claim_id: str, claim: str, where: str, paper_value: float, a: tuple, b: tuple, threshold: float,
             higher: bool, how: str) -> None:
-        mean, ci, n, missing = _paired(summary, a, b)
+        test, missing = _paired(summary, a, b, threshold=threshold, higher=higher)
         entry = _entry(claim_id)
         note = f"{how}; ours: {_fmt(summary, a)} vs {_fmt(summary, b)}. {missing + '. ' if missing else ''}{scale_note}"
         rows.append(ClaimRow(
             paper=PAPER, claim_id=claim_id, claim=entry.get("claim", claim),
             metric=f"{UNITS['pp']} ({entry.get('where', where)})", paper_value=round(paper_value, 2),
-            ours_mean=mean, ours_ci95=ci, n_seeds=n,
-            verdict=verdict_from_ci(ci, threshold=threshold, higher_is_better=higher), scale_note=note,
+            scale_note=note, **test.fields(),
         ))
 
     for spec in SPECS:
@@ -278,8 +278,8 @@ def _table5_rows(summary: dict[tuple, dict[str, Any]], cfg: dict[str, Any], curv
             continue
         claim_id = T5_ID if int(x) == 2 * PAPER_EPOCHS else f"{T5_ID}_e{int(x)}"
         a, b = (model, arm, b_hi, e), (model, arm, b_lo, epochs)
-        mean, ci, n, missing = _paired(summary, a, b)
-        same_b, _, _, _ = _paired(summary, a, (model, arm, b_hi, epochs))
+        test, missing = _paired(summary, a, b, threshold=-tol)
+        same_b = _paired(summary, a, (model, arm, b_hi, epochs))[0].ours_mean
         extra = f" For reference acc(B={b_hi}, {e} epochs) - acc(B={b_hi}, {epochs} epochs) = " + (
             f"{same_b:+.1f} pp." if same_b is not None else "n/a.")
         entry = _entry(claim_id)
@@ -288,8 +288,7 @@ def _table5_rows(summary: dict[tuple, dict[str, Any]], cfg: dict[str, Any], curv
             claim=entry.get("claim", f"{model} {arm} at 32K for {int(x)} epochs recovers the 512-batch accuracy "
                                      f"of {PAPER_EPOCHS} epochs: {paper_long} vs {base}."),
             metric=f"{UNITS['pp']} ({entry.get('where', 'Tables 3 and 5')})",
-            paper_value=round(paper_long - base, 2), ours_mean=mean, ours_ci95=ci, n_seeds=n,
-            verdict=verdict_from_ci(ci, threshold=-tol, higher_is_better=True),
+            paper_value=round(paper_long - base, 2), **test.fields(),
             scale_note=(f"acc(B={b_hi}, {e} epochs) - acc(B={b_lo}, {epochs} epochs) ({T5_SPAN}x, paper 32K at "
                         f"{int(x)} vs 512 at {PAPER_EPOCHS}), {arm.upper()}; holds if the CI is above -{tol:g} pp; "
                         f"ours: {_fmt(summary, a)} vs {_fmt(summary, b)}.{extra} "
@@ -306,7 +305,6 @@ def _spread_row(summary: dict[tuple, dict[str, Any]], cfg: dict[str, Any], scale
         return None
     threshold = float(cfg["claims"]["ratio_spread_min"])
     spreads = list(cell["ratio_spread_by_seed"].values())
-    mean, ci = ci95(spreads)
     ext = ratio_spread(cell["layer_ratios"]) if cell["layer_ratios"] else None
     first = (f"first seed: {ext['min']:.3g} ({ext['min_layer']}) to {ext['max']:.3g} ({ext['max_layer']}); "
              if ext else "")
@@ -320,8 +318,7 @@ def _spread_row(summary: dict[tuple, dict[str, Any]], cfg: dict[str, Any], scale
         paper=PAPER, claim_id=SPREAD_ID,
         claim=entry.get("claim", "||w||/||grad L|| varies widely between layers (AlexNet-BN, first iteration)."),
         metric=f"{UNITS['x']} of ||w||/||grad L|| over conv/fc weights ({entry.get('where', 'Table 2')})",
-        paper_value=round(SPREAD_PAPER, 1), ours_mean=mean, ours_ci95=ci, n_seeds=len(spreads),
-        verdict=verdict_from_ci(ci, threshold=threshold, higher_is_better=True),
+        paper_value=round(SPREAD_PAPER, 1), **one_sample_test(spreads, threshold=threshold).fields(),
         scale_note=(f"max/min of ||w||/||grad L|| over the conv and fc weights at the initial weights and the first "
                     f"batch (B={b_lo}), per seed; holds if the CI is above {threshold:g}x (an order of magnitude); "
                     f"{first}{other}paper: 5.76 (conv1.w) to 1345 (fc6.w) at B=512 on ImageNet. "
@@ -329,4 +326,33 @@ def _spread_row(summary: dict[tuple, dict[str, Any]], cfg: dict[str, Any], scale
                     "AlexNet (fixed-std Gaussians), with 4096-wide fc layers against our 64; biases start at zero "
                     "here (ratio 0) and are left out of the spread. "
                     f"{scale_note}"),
+    )
+
+
+def scale_note(cfg: dict[str, Any], cells: list[dict[str, Any]]) -> str:
+    """What differs from the paper's protocol (ImageNet, 100 epochs, 512 -> 8K / 32K), for every row."""
+    d = cells[0]["data"] if cells else {}
+    batches = sorted(cfg["batches"])
+    wide = cfg["wide"]
+    steps_hi = -(-int(d.get("n_train", 0)) // batches[-1]) * int(cfg["epochs"])
+    src = dataset_name(d.get("path", ""), d.get("source"))
+    wide_note = (f"; {wide['model']}/{wide['arm']} also at {wide['batches']} for the paper's 64x span"
+                 if wide["batches"] else "")
+    sgd, lars = cfg["sgd"], cfg["lars"]
+    nets = "AlexNet-shaped" if int(d.get("image_size") or 0) >= IMAGENET_MIN_SIZE else "small AlexNet-like"
+    return (
+        f"Ours: {src}, {d.get('n_train')} train / {d.get('n_test')} test images of {d.get('image_size')} px, "
+        f"{nets} CNNs (no LRN, no dropout), {cfg['epochs']} epochs, batches {batches}{wide_note} "
+        f"(paper: ImageNet, AlexNet with LRN and AlexNet-BN, 100 epochs, 512 to 8K = 16x and 32K = 64x); each row "
+        f"compares batches at the span of the paper number beside it. Our largest batch takes {steps_hi} optimizer "
+        f"steps in all, the paper's 15.6K (8K) and 3.9K (32K), so our large-batch runs are far more step-starved. "
+        f"Micro-batch {cfg['micro_batch']} with gradient accumulation (BN statistics per micro-batch). "
+        f"SGD: momentum {cfg['momentum']}, LR grid {sgd['lrs']} x B/{sgd['ref_batch']} x {sgd['lr_factors']} "
+        f"(linear scaling and below it), warm-up {sgd['warmup_epochs']} epochs; LARS: eta "
+        f"{lars['trust_coefficient']}, gamma_0 grid {lars['lrs']} x {lars['scaling']}(B/{lars['ref_batch']}) "
+        f"x {lars['lr_factors']}, warm-up {lars['warmup_epochs']} epochs (paper: LARS 2 AlexNet / 5 AlexNet-BN of "
+        f"100, AlexNet-BN baseline without warm-up); poly(2) decay for both. Best LR per cell by validation "
+        f"accuracy of seed {cells[0]['seeds'][0] if cells else '?'} among the runs that did not diverge, then "
+        f"{cfg['seeds']} seeds at it; diverged runs are counted, not scored. "
+        "LARS uses lambda = eta where ||w|| = 0 (zero-initialised biases and BN shifts would otherwise never move)."
     )

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from repro.common.amp import Precision
 from repro.common.distributed import DistInfo, all_reduce_mean, no_sync, shard
 from repro.common.rng import stream_seed
 from repro.lars.data import ImageSplit, Split
@@ -103,11 +104,14 @@ def train(
     checkpoint_every: int = 0,
     desc: str = "train",
     dist: DistInfo | None = None,
+    precision: Precision | None = None,
 ) -> TrainState:
     """Train for ``epochs`` epochs (resuming from ``state.step``); raise :class:`Diverged` on a
     non-finite loss. ``checkpoint(state)`` is called every ``checkpoint_every`` steps (on every rank:
-    the callback decides who writes). ``model`` may be DDP-wrapped; ``dist`` says which rank this is."""
+    the callback decides who writes). ``model`` may be DDP-wrapped; ``dist`` says which rank this is.
+    ``precision``: mixed precision on CUDA (:mod:`repro.common.amp`; None: fp32)."""
     dist = dist or DistInfo()
+    precision = precision or Precision(data.x.device.type)
     if batch_size < 1 or micro_batch < 1 or epochs < 1:
         raise ValueError(f"batch_size, micro_batch and epochs must be >= 1, got {batch_size}, {micro_batch}, {epochs}")
     state = state or TrainState()
@@ -129,16 +133,16 @@ def train(
         loss_sum = torch.zeros((), device=data.x.device)
         for j, local in enumerate(chunks):  # gradient accumulation, the paper's iter_size
             x, y = next(feed)  # the images and labels of `local`, this rank's part of the micro-batch
-            with no_sync(model, j < len(chunks) - 1):
+            with no_sync(model, j < len(chunks) - 1), precision.autocast():
                 logits = model(x)  # [b, C]
                 loss = F.cross_entropy(logits, y) * (len(local) * dist.world_size / n_batch)
-                loss.backward()
+                precision.backward(loss)
             loss_sum += loss.detach()
         value = float(all_reduce_mean(loss_sum, dist))  # the global batch's loss, the same on every rank
         if not math.isfinite(value):
             bar.close()
             raise Diverged(state.step, value)
-        optimizer.step()
+        precision.step(optimizer)
         scheduler.step()
         state.step += 1
         state.running += value

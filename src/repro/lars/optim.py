@@ -131,7 +131,9 @@ class LARS(torch.optim.Optimizer):
         grads = [p.grad for p in params]
         beta = group["weight_decay"]
         n = len(params)
-        norms = torch.stack(torch._foreach_norm(params + grads))  # [2L]: ||w_l|| then ||g_l||, one call
+        # [2L]: ||w_l|| then ||g_l||, one call, never below fp32 (mixed-precision runs keep fp32 weights and
+        # gradients; a half-precision tensor would be upcast: the trust ratio's norms must not under/overflow)
+        norms = torch.stack(torch._foreach_norm([t.float() if t.element_size() < 4 else t for t in params + grads]))
         lam = trust_ratios(
             norms[:n], norms[n:], trust_coefficient=group["trust_coefficient"], weight_decay=beta, eps=group["eps"]
         )  # [L]

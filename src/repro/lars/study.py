@@ -27,13 +27,13 @@ same LR without communicating.
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from typing import Any
 
 import torch
 
+from repro.common.amp import from_config
 from repro.common.checkpoint import RunCheckpoint
 from repro.common.distributed import DistInfo, unwrap, wrap_model
 from repro.lars import ARMS
@@ -41,35 +41,13 @@ from repro.lars.data import StudyData
 from repro.lars.engine import Diverged, TrainState, _epoch_order, evaluate, steps_per_epoch, train
 from repro.lars.models import build_model
 from repro.lars.optim import LARS, warmup_poly_schedule
+from repro.lars.plan import lr_grid, scaled_lr
 from repro.lars.ratios import layer_ratios
 
 __all__ = ["choose_lr", "lr_grid", "make_optimizer", "run_cell", "run_key", "scaled_lr", "warmup_epochs"]
 
 # Config keys that do not change a cell's results (not part of its checkpoint's run identity).
-NOT_SHAPING_RUN = ("checkpoint_every", "device", "eval_batch", "threads", "runtime_min")
-
-
-def scaled_lr(lr_ref: float, batch: int, ref_batch: int, scaling: str) -> float:
-    """The arm's LR at batch B from its value at ``ref_batch``: linear (Goyal et al.), sqrt or none."""
-    ratio = batch / ref_batch
-    if scaling == "linear":
-        return lr_ref * ratio
-    if scaling == "sqrt":
-        return lr_ref * math.sqrt(ratio)
-    if scaling == "none":
-        return lr_ref
-    raise ValueError(f"unknown LR scaling {scaling!r} (linear | sqrt | none)")
-
-
-def lr_grid(arm_cfg: dict[str, Any], model_name: str) -> list[float]:
-    """The arm's search grid at ``ref_batch`` for ``model_name``: every ``lr * f`` (``lrs`` times
-    ``lr_factors``), sorted, duplicates removed; the cell scales it to its batch with ``scaling``.
-    With linear scaling, f < 1 puts the LR below the linearly scaled one by that factor."""
-    grid = arm_cfg["lrs"].get(model_name)
-    if not grid:
-        raise ValueError(f"no LR grid for model {model_name!r}")
-    factors = arm_cfg.get("lr_factors") or [1.0]
-    return sorted({float(f"{float(lr) * float(f):.6g}") for lr in grid for f in factors})
+NOT_SHAPING_RUN = ("checkpoint_every", "device", "eval_batch", "threads", "runtime_min", "amp")
 
 
 def warmup_epochs(arm_cfg: dict[str, Any], model_name: str) -> float:
@@ -127,9 +105,10 @@ def _one_run(
     model = build_model(
         model_name, num_classes=data.num_classes, image_size=data.image_size, conv=cfg["conv"], fc=cfg["fc"]
     ).to(data.train.x.device)
+    precision = from_config(cfg, data.train.x.device, section="lars")  # mixed precision on CUDA
     first = _epoch_order(len(data.train), seed, 0, data.train.x.device)[:batch]  # [B] the run's first batch
     ratios = layer_ratios(model, data.train.x[first], data.train.y[first], micro_batch=cfg["micro_batch"])
-    net = wrap_model(model, dist, data.train.x.device)  # DDP (synchronised BatchNorm) with several ranks
+    net = wrap_model(precision.prepare(model), dist, data.train.x.device)  # DDP (synchronised BatchNorm) with several ranks
     model = unwrap(net)
     optimizer = make_optimizer(arm, model.parameters(), lr, cfg)
     scheduler = warmup_poly_schedule(
@@ -140,6 +119,7 @@ def _one_run(
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
+        precision.restore(resume)
         state = TrainState(**resume["state"])
         print(f"resumed from step {state.step} ({run_key(lr_ref, seed)})", file=sys.stderr)
 
@@ -151,6 +131,7 @@ def _one_run(
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "state": dict(vars(st)),
+                **precision.checkpoint_state(),
             }
         )
 
@@ -179,6 +160,7 @@ def _one_run(
             checkpoint_every=cfg["checkpoint_every"],
             desc=f"{model_name}/{arm}/B{batch}/{run_key(lr_ref, seed)}",
             dist=dist,
+            precision=precision,
         )
     except Diverged as exc:
         if cfg["on_divergence"] != "record":

@@ -15,12 +15,11 @@ mined / detection / VOC crops; the Table 2 ablation rows use the first source of
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
-from repro.common.claims import ClaimRow, ci95, verdict_from_ci
+from repro.common.claims import ClaimRow, ci95, one_sample_test
 from repro.common.paper_values import all_paper_values
 
 __all__ = ["DIFFS", "build_claims", "claim_prefix", "summarize"]
@@ -104,15 +103,6 @@ def summarize(evals: list[dict[str, Any]], trains: list[dict[str, Any]] | None =
     return out
 
 
-def _seeds_needed(stats: dict[str, Any]) -> int | None:
-    """Seeds for a 95% CI of half-width |mean| at the observed spread (normal approximation)."""
-    vals = list(stats["by_seed"].values())
-    if len(vals) < 2 or not stats["mean"]:
-        return None
-    sd = float(np.std(vals, ddof=1))
-    return int(math.ceil((1.96 * sd / abs(stats["mean"])) ** 2)) if sd > 0 else len(vals)
-
-
 def _scale_note(summary: dict[str, Any], source: str, cfg: dict[str, Any], scale: str, extra: str) -> str:
     ref = summary["sets"][source]["reference"]
     pairs = ", ".join(f"{a} {int(np.mean(v['n_pairs']))}" for a, v in summary["train"].items() if v["n_pairs"])
@@ -155,13 +145,12 @@ def build_claims(summary: dict[str, Any], cfg: dict[str, Any], *, scale: str = "
                 key = f"{metric}_{name}"
                 if name not in names or key not in st_set["diffs"]:
                     continue
-                st = st_set["diffs"][key]
-                verdict = verdicts[name] = verdict_from_ci(st["ci95"])
-                need = _seeds_needed(st)
+                test = one_sample_test(list(st_set["diffs"][key]["by_seed"].values()))
+                verdicts[name] = test.verdict
                 extra = ""
-                if verdict == "inconclusive" and need is not None:
-                    extra = (f" At the observed spread over seeds, a CI excluding 0 would need about {need} seeds"
-                             f" if the mean difference stayed {st['mean']:+.2f} pp.")
+                if test.verdict == "inconclusive" and test.n_needed is not None:
+                    extra = (f" At the observed spread over seeds, a decisive verdict would need about {test.n_needed}"
+                             f" seeds (80% power) if the mean difference stayed {test.ours_mean:+.2f} pp.")
                 prefix = "ti_pretrain" if name in ABLATIONS else claim_prefix(source)
                 rows.append(ClaimRow(
                     paper=PAPER, claim_id=f"{prefix}_{key}",
@@ -170,8 +159,7 @@ def build_claims(summary: dict[str, Any], cfg: dict[str, Any], *, scale: str = "
                     metric=f"{METRIC_NAMES[metric]} difference {hi} - {lo} (pp; ours {arms[hi][metric]['mean']:.1f}%"
                            f" vs {arms[lo][metric]['mean']:.1f}%)",
                     paper_value=refs.get(ref_id.format(metric=metric), {}).get("value"),
-                    ours_mean=st["mean"], ours_ci95=st["ci95"], n_seeds=st["n"], verdict=verdict,
-                    scale_note=_scale_note(summary, source, cfg, scale, extra)))
+                    scale_note=_scale_note(summary, source, cfg, scale, extra), **test.fields()))
             if all(k in verdicts for k in CLAIMED):
                 vs = [verdicts[k] for k in CLAIMED]
                 verdict = "holds" if all(v == "holds" for v in vs) else "fails" if "fails" in vs else "inconclusive"

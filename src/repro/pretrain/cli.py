@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from repro.common.amp import from_config
 from repro.common.cli import add_common_args, done, start
 from repro.common.config import borrowed
 from repro.common.device import resolve_device
@@ -47,7 +48,8 @@ from repro.common.provenance import provenance_record, write_provenance
 
 NET_KEYS = ("backbone", "width", "blocks", "hidden", "embed")
 # Config keys that change how a run is carried out but not its numbers (not in a checkpoint's identity).
-NOT_SHAPING_RUN = ("checkpoint_every", "device", "preload_gb", "runtime_min", "threads", "arms", "seeds", "eval")
+NOT_SHAPING_RUN = ("checkpoint_every", "device", "preload_gb", "runtime_min", "threads", "arms", "seeds", "eval",
+                   "amp")
 # The schema sections the --config keys come from: the rules add the detection backbone's keys.
 SECTIONS = ("pretrain", "detect")
 
@@ -135,7 +137,9 @@ def _train_ranked(args: argparse.Namespace, dist_info, device) -> dict:
     if trainable:
         bank = PatchBank(patches_np, np.concatenate([pairs.a, pairs.b]), device,
                          preload_bytes=float(cfg["preload_gb"]) * 1e9)
-        ddp = wrap_model(net, dist_info, device)  # N ranks: DDP + synced BatchNorm; net stays the plain module
+        precision = from_config(cfg, device, section="pretrain")  # mixed precision on CUDA (repro.common.amp)
+        # N ranks: DDP + synced BatchNorm; net stays the plain module
+        ddp = wrap_model(precision.prepare(net), dist_info, device)
         opt = make_optimizer(net.parameters(), cfg["optimizer"])
         ckpt = RunCheckpoint(args.checkpoint_dir, run_identity(
             stage="pretrain.train", config=cfg, seed=args.seed, arm=arm, ignore=NOT_SHAPING_RUN,
@@ -144,19 +148,20 @@ def _train_ranked(args: argparse.Namespace, dist_info, device) -> dict:
         if saved is not None:
             net.load_state_dict(saved["model"])
             opt.load_state_dict(saved["optimizer"])
+            precision.restore(saved)
             state = TrainState(step=int(saved["step"]), rows=saved["rows"].tolist())
             print(f"resumed from step {state.step}", file=sys.stderr)
 
         def checkpoint(st: TrainState) -> None:
             ckpt.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": st.step,
-                       "rows": torch.tensor(st.rows, dtype=torch.float64)})
+                       "rows": torch.tensor(st.rows, dtype=torch.float64), **precision.checkpoint_state()})
 
         t0 = time.perf_counter()
         state = train(ddp, opt, bank, torch.from_numpy(bank.rows_of(pairs.a)), torch.from_numpy(bank.rows_of(pairs.b)),
                       torch.from_numpy(pairs.parent), tcfg, seed=args.seed, state=state,
                       checkpoint=checkpoint if args.checkpoint_dir else None,
                       checkpoint_every=int(cfg["checkpoint_every"]), desc=f"pretrain {arm} s{args.seed}",
-                      dist=dist_info)
+                      dist=dist_info, precision=precision)
         last = np.array(state.rows[-min(len(state.rows), 20):], dtype=float)
         info.update(n_pairs=len(pairs), steps=state.step, train_seconds=time.perf_counter() - t0,
                     final_loss=float(np.nanmean(last[:, 3])), final_active=float(np.nanmean(last[:, 4])),

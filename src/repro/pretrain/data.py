@@ -33,13 +33,12 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from repro.common.npz import open_npy
+from repro.common.npz import open_npy, read_npz
 
 __all__ = ["ARMS", "EvalSet", "PairSet", "PatchBank", "arm_graph_variant", "load_nodes", "load_pairs", "load_patches",
            "detection_crops", "mined_crops", "select_pairs", "voc_crops"]
@@ -47,6 +46,10 @@ __all__ = ["ARMS", "EvalSet", "PairSet", "PatchBank", "arm_graph_variant", "load
 ARMS = ("scratch", "intra", "inter", "transitive", "transitive_hog", "transitive_short", "transitive_mixed")
 VARIANT_OF_ARM = {"transitive_hog": "hog", "transitive_short": "short"}  # the other arms: the configured graph
 KIND_INTRA, KIND_INTER, KIND_TRANSITIVE = 0, 1, 2
+# cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION (cv2 is imported where images are read): pixels as stored,
+# like the detection stage's PIL reader, since the annotation boxes refer to them; OpenCV would otherwise
+# rotate an image by its EXIF orientation tag.
+_READ_AS_STORED = 1 | 128
 PAIR_KEYS = ("a", "b", "kind", "parent", "in_mix")
 NODE_KEYS = ("video", "role", "class_id")
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
@@ -73,25 +76,9 @@ def load_patches(path: str | os.PathLike) -> np.ndarray:
     return x
 
 
-def _npz(path: str | os.PathLike, keys: tuple[str, ...], what: str) -> dict[str, np.ndarray]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what}: missing file {os.fspath(path)!r}")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            files = list(z.files)
-            arrays = {k: z[k] for k in files}
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise ValueError(f"{what} {os.fspath(path)!r}: not a readable .npz file (truncated or corrupt?): {exc}") from exc
-    missing = [k for k in keys if k not in files]
-    if missing:
-        raise ValueError(f"{what} {os.fspath(path)!r}: lacks arrays {missing}")
-    return arrays
-
-
 def load_nodes(path: str | os.PathLike, n_nodes: int) -> dict[str, np.ndarray]:
     """``nodes.npz`` with one row per patch (checked against the patch count)."""
-    nodes = _npz(path, NODE_KEYS, "nodes")
+    nodes = read_npz(path, NODE_KEYS, what="nodes", all_arrays=True)
     bad = [k for k in NODE_KEYS if len(nodes[k]) != n_nodes]
     if bad:
         raise ValueError(f"nodes {os.fspath(path)!r}: arrays {bad} do not have one row per patch ({n_nodes})")
@@ -112,7 +99,7 @@ class PairSet:
 
 def load_pairs(path: str | os.PathLike, n_nodes: int) -> dict[str, np.ndarray]:
     """``pairs.npz``, with every node id checked to be a row of ``patches.npy``."""
-    pairs = _npz(path, PAIR_KEYS, "pairs")
+    pairs = read_npz(path, PAIR_KEYS, what="pairs", all_arrays=True)
     n = len(pairs["a"])
     if any(len(pairs[k]) != n for k in PAIR_KEYS):
         raise ValueError(f"pairs {os.fspath(path)!r}: arrays {PAIR_KEYS} differ in length")
@@ -222,7 +209,7 @@ def detection_crops(folder: str | os.PathLike, size: int) -> EvalSet:
             if not ann.get("iscrowd", 0):
                 by_image.setdefault(ann["image_id"], []).append(ann)
         for image_id in sorted(by_image):
-            img = cv2.imread(os.fspath(root / files[image_id]), cv2.IMREAD_COLOR)
+            img = cv2.imread(os.fspath(root / files[image_id]), _READ_AS_STORED)
             if img is None:
                 raise FileNotFoundError(f"eval: cannot read detection image {os.fspath(root / files[image_id])!r}")
             img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
@@ -277,7 +264,7 @@ def voc_crops(folder: str | os.PathLike, size: int, *, max_per_split: int = 0, s
         for name, cls, (x1, y1, x2, y2), img_no in objects:
             if name not in cache:
                 cache.clear()
-                img = cv2.imread(os.fspath(root / "JPEGImages" / f"{name}.jpg"), cv2.IMREAD_COLOR)
+                img = cv2.imread(os.fspath(root / "JPEGImages" / f"{name}.jpg"), _READ_AS_STORED)
                 if img is None:
                     raise FileNotFoundError(f"eval: cannot read VOC image {name}.jpg")
                 cache[name] = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

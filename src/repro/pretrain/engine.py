@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from repro.common.amp import Precision
 from repro.common.distributed import DistInfo, all_gather_rows, shard
 from repro.common.rng import stream_seed
 from repro.pretrain.losses import triplet_step_loss
@@ -110,13 +111,17 @@ def steps_per_epoch(n_pairs: int, batch: int) -> int:
 def train(net: nn.Module, optimizer: torch.optim.Optimizer, patches: Callable[[torch.Tensor], torch.Tensor] | torch.Tensor,
           a: torch.Tensor, b: torch.Tensor, parent: torch.Tensor, cfg: TrainConfig, *, seed: int,
           state: TrainState | None = None, checkpoint: Callable[[TrainState], None] | None = None,
-          checkpoint_every: int = 0, desc: str = "pretrain", dist: DistInfo | None = None) -> TrainState:
+          checkpoint_every: int = 0, desc: str = "pretrain", dist: DistInfo | None = None,
+          precision: Precision | None = None) -> TrainState:
     """Train ``net`` on the pairs (a[i], b[i]) for ``cfg.steps`` steps, resuming at ``state.step``.
 
     ``patches`` maps row ids [n] to uint8 patches [n,3,S,S] on the training device: a tensor (indexed)
     or a callable such as :class:`repro.pretrain.data.PatchBank`. Raises FloatingPointError on a
-    non-finite loss. ``net`` may be DDP-wrapped; ``dist`` says which rank this is (module docstring)."""
+    non-finite loss. ``net`` may be DDP-wrapped; ``dist`` says which rank this is (module docstring).
+    ``precision``: mixed precision on CUDA (:mod:`repro.common.amp`; None: fp32); the embeddings are
+    cast to fp32 before the ranking loss."""
     dist = dist or DistInfo()
+    precision = precision or Precision()
     if cfg.batch < 2:
         raise ValueError(f"pretrain.batch must be >= 2 pairs, got {cfg.batch}")
     state = state or TrainState()
@@ -149,7 +154,9 @@ def train(net: nn.Module, optimizer: torch.optim.Optimizer, patches: Callable[[t
         factor = lr_factor(state.step, cfg)
         for g, lr in zip(optimizer.param_groups, base_lrs):
             g["lr"] = lr * factor
-        emb = all_gather_rows(net(x), dist, len(rows))  # [2B, E] in global order, the same on every rank
+        with precision.autocast():
+            out = net(x)
+        emb = all_gather_rows(out.float(), dist, len(rows))  # [2B, E] in global order, the same on every rank
         loss, stats = triplet_step_loss(emb[: len(idx)], emb[len(idx) :], parent[idx].to(device), margin=cfg.margin,
                                         mode=cfg.negatives, hard_fraction=cfg.hard_fraction, generator=gen)
         if not math.isfinite(stats["loss"]):
@@ -157,8 +164,8 @@ def train(net: nn.Module, optimizer: torch.optim.Optimizer, patches: Callable[[t
             raise FloatingPointError(f"pretrain: the ranking loss is {stats['loss']} at step {state.step}"
                                      " (lower pretrain.optimizer.lr)")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        precision.backward(loss)
+        precision.step(optimizer)
         state.step += 1
         state.rows.append([state.step, epoch, base_lrs[0] * factor, stats["loss"], stats["active"], stats["d_pos"],
                            stats["d_neg"], stats["triplets"], time.perf_counter() - t0])

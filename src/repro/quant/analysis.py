@@ -176,14 +176,3 @@ def proxy_check(records: list[dict], base_ce: float, method: str, ref: str, rate
             diffs.append((a[0]["ce"] - base_ce) - (b[0]["ce"] - base_ce))
     return finite_mean(ratios), finite_mean(diffs)
 
-
-def equivalence_verdict(ci: list[float] | None, margin: float) -> str:
-    """'holds' if the CI lies inside [-margin, margin], 'fails' if wholly outside, else inconclusive."""
-    if ci is None:
-        return "inconclusive"
-    lo, hi = float(ci[0]), float(ci[1])
-    if -margin <= lo and hi <= margin:
-        return "holds"
-    if lo > margin or hi < -margin:
-        return "fails"
-    return "inconclusive"

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from repro.common.claims import ClaimRow, ci95, verdict_from_ci
+from repro.common.claims import ClaimRow, equivalence_test, one_sample_test
 from repro.common.paper_values import paper_value
 from repro.quant import analysis as A
 from repro.quant.analysis import METHOD_LABELS
@@ -234,16 +234,14 @@ def claim_rows(net: str, spec: dict, res: list[dict], cfg: dict, first: bool) ->
         values[cid] = vals
         if not any(math.isfinite(v) for v in vals):
             continue  # method or fine-tuning disabled
-        mean, ci = ci95(vals)
         if higher is None:
-            verdict = A.equivalence_verdict(ci, float(cfg["claims"]["equivalence_margin"]))
+            test = equivalence_test(vals, margin=float(cfg["claims"]["equivalence_margin"]))
         else:
-            verdict = verdict_from_ci(ci, threshold=thr, higher_is_better=higher)
+            test = one_sample_test(vals, threshold=thr, higher_is_better=higher)
         pv = paper_value(cid)
         rows.append(ClaimRow(
             paper=str(pv["paper"]), claim_id=cid if first else f"{cid}@{net}", claim=pv["claim"],
-            metric=f"{net}: " + metric.format(**fmt), paper_value=paper_value_for(cid, spec, cfg), ours_mean=mean,
-            ours_ci95=ci, n_seeds=sum(1 for v in vals if math.isfinite(v)), verdict=verdict,
-            scale_note=_scale_note(net, spec, res, cfg, vals, cid),
+            metric=f"{net}: " + metric.format(**fmt), paper_value=paper_value_for(cid, spec, cfg),
+            scale_note=_scale_note(net, spec, res, cfg, vals, cid), **test.fields(),
         ))
     return rows, values

@@ -24,6 +24,7 @@ from torch import nn
 from torch.func import functional_call
 from tqdm import tqdm
 
+from repro.common.amp import Precision
 from repro.common.checkpoint import RunCheckpoint
 from repro.common.rng import AUGMENT_OFFSET, AUGMENT_STRIDE, PRUNED_OFFSET, QUANT_EPOCH_STRIDE, stream_seed
 
@@ -63,12 +64,15 @@ def train(
     masks: dict[str, torch.Tensor] | None = None,
     augment=None,
     desc: str = "train",
+    precision: Precision | None = None,
 ) -> dict:
     """Train for ``spec.epochs`` epochs (deterministic batch order from ``seed``); returns a summary.
 
     ``ckpt`` (this run's checkpoint; its identity is the caller's) is saved every ``ckpt_every`` steps
-    and at the end, and resumed from when it is this run's.
+    and at the end, and resumed from when it is this run's. ``precision``: mixed precision on CUDA
+    (:mod:`repro.common.amp`; None: fp32); the pruning masks apply to the (scaled) gradients alike.
     """
+    precision = precision or Precision(x.device.type)
     n = x.shape[0]
     steps_per_epoch = math.ceil(n / spec.batch_size)
     total = spec.epochs * steps_per_epoch
@@ -78,6 +82,7 @@ def train(
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        precision.restore(state)
         step = int(state["step"])
         losses = [float(v) for v in state["epoch_losses"]]
         print(f"[{desc}] resumed from step {step}", file=sys.stderr, flush=True)
@@ -98,15 +103,16 @@ def train(
             xb = augment(xb, aug_gen)
         for group in optimizer.param_groups:
             group["lr"] = spec.lr_at(step, total)
-        loss = nn.functional.cross_entropy(model(xb), yb)
+        with precision.autocast():
+            loss = nn.functional.cross_entropy(model(xb), yb)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"[{desc}] non-finite training loss ({loss.item()}) at step {step}; stopping")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        precision.backward(loss)
         if masks:
             for name, m in masks.items():
                 params[name].grad.mul_(m)
-        optimizer.step()
+        precision.step(optimizer)
         if masks:
             with torch.no_grad():
                 for name, m in masks.items():
@@ -118,7 +124,7 @@ def train(
         bar.update(1)
         if ckpt is not None and (step % ckpt_every == 0 or step == total):
             ckpt.save({"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                       "epoch_losses": losses})
+                       "epoch_losses": losses, **precision.checkpoint_state()})
     bar.close()
     model.eval()
     return {"steps": total, "final_train_loss": float(sum(losses) / len(losses)) if losses else None}

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vjp, vmap
 
+from repro.common.amp import full_precision
 from repro.common.rng import HESSIAN_OFFSET
 
 METHODS = ("ggn", "hvp", "hutchinson")
@@ -144,9 +145,10 @@ def hutchinson_diagonal(model, x, y, *, loss: str = "ce", probes: int = 100, bat
     return {n: a / (probes * x.shape[0]) for n, a in acc.items()}
 
 
+@full_precision()
 def hessian_diagonal(model, x, y, *, method: str = "ggn", loss: str = "ce", batch_size: int = 100,
                      probes: int = 100, generator: torch.Generator | None = None, names=None):
-    """Dispatch to one of :data:`METHODS`."""
+    """Dispatch to one of :data:`METHODS`, in fp32 (autocast off: :func:`repro.common.amp.full_precision`)."""
     if method == "ggn":
         return ggn_diagonal(model, x, y, loss=loss, batch_size=batch_size, names=names)
     if method == "hvp":

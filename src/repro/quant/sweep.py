@@ -18,7 +18,9 @@ Hessian and the second-order loss increase it predicts, 1/2 D_h (paper Sec. 3.1)
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -196,3 +198,39 @@ def _kmeans_records(ctx: SweepContext, w: np.ndarray, sw: SortedWeights, cfg: di
 def position_cost(layout: Layout, max_gap: int) -> CodeCost:
     kept = layout.kept.cpu().numpy()
     return index_cost(None if kept.all() else kept, max_gap)
+
+
+def sweep_net(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: Any, cfg: dict[str, Any],
+              masks: dict[str, torch.Tensor] | None, *, seed: int, tag: str, inits: int,
+              log: Callable[[str], None]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Quantize one trained net with every method of the sweep (``tag``: dense, or pruned with ``masks``).
+
+    Sets up what the quantizers weigh by: the Hessian diagonal over ``hessian.n_samples`` training samples
+    and Adam's second moment (Sec. 3.5), and the position code of a pruned net (Sec. 5.3); returns the
+    net's unquantized metrics with those set-up details, and one record per (method, rate, seeding).
+    """
+    from repro.quant.coding import CodeCost
+    from repro.quant.engine import evaluate, flat_values, make_layout
+    from repro.quant.hessian import net_hessians
+
+    all_names = [n for n, _ in model.named_parameters()]
+    params = dict(model.named_parameters())
+    names = all_names if cfg["quantize"] == "all" else [n for n in all_names if params[n].dim() > 1]
+    layout = make_layout(model, names, masks)
+    methods = sweep_methods(cfg, tag)
+    hessians, h_info = net_hessians(model, optimizer, layout.names, layout.kept, data.x_train, data.y_train,
+                                    cfg["hessian"], seed, log, small="hw_kmeans_small" in methods)
+    n_params = sum(p.numel() for p in model.parameters())
+    n_unq = sum(params[n].numel() for n in all_names if n not in names)
+    pos = position_cost(layout, int(cfg["prune"]["max_gap"])) if masks else CodeCost(0.0, 0.0, 0.0)
+    ctx = SweepContext(model=model, layout=layout, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test,
+                       y_test=data.y_test, hessians=hessians, n_params=n_params, n_unquantized=n_unq, position_code=pos,
+                       eval_batch_size=int(cfg["eval_batch_size"]), finetune=cfg["finetune"], seed=seed)
+    w = flat_values(model, layout).double().cpu().numpy()
+    acc, ce = evaluate(model, data.x_test, data.y_test, batch_size=int(cfg["eval_batch_size"]))
+    log(f"[{tag}] unquantized: acc {acc:.2f}%  CE {ce:.4f}  ({len(w)} quantized parameters of {n_params})")
+    records = run_sweep(ctx, w, cfg, methods=methods, inits=inits, tag=tag, log=log)
+    meta = {"acc": acc, "ce": ce, "n_params": n_params, "n_quantized": int(len(w)), "n_unquantized": n_unq,
+            "hessian": h_info, "position_bits": pos.payload_bits + pos.table_bits,
+            "cr_pruned_only": pruned_only_ratio(ctx) if masks else 1.0}
+    return meta, records

@@ -1,5 +1,9 @@
 """Gather the stages' claims files and the papers' reference values into one table.
 
+Beside each row's verdict: why an inconclusive one is so (``power``, from
+:func:`repro.common.claims.inconclusive_reason`) and whether a decisive one survives Holm over the
+paper's claims and over the whole table (:mod:`repro.report.family`).
+
 Every claim of ``repro/common/paper_values/*.yaml`` (entries of kind ``claim``) appears in the table: claims a stage measured carry
 its numbers; reference entries no stage produced are marked "not run at this scale". Claims with a
 missing measurement stay in the table with empty values rather than breaking the report.
@@ -8,13 +12,15 @@ missing measurement stay in the table with empty values rather than breaking the
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
 
-from repro.common.claims import CLAIM_KEYS, read_claims
+from repro.common.claims import CLAIM_KEYS, NO_EFFECT, NO_TEST, UNDERPOWERED, ClaimRow, inconclusive_reason, read_claims
 from repro.common.paper_values import all_paper_values
+from repro.report.family import add_holm
 
 PAPERS = {
     "1708.02901": "Transitive Invariance for Self-supervised Visual Representation Learning (Wang, He, Gupta 2017)",
@@ -26,7 +32,7 @@ PAPERS = {
 }
 
 NOT_RUN = "not run at this scale"
-COLUMNS = ["stage", *CLAIM_KEYS, "where", "unit", "status"]
+COLUMNS = ["stage", *CLAIM_KEYS, "where", "unit", "status", "power", "holm_paper", "holm_table"]
 
 
 def collect_claims(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
@@ -46,44 +52,39 @@ def collect_claims(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     for claim_id, ref in refs.items():
         if claim_id in seen or ref["kind"] != "claim":
             continue  # measured, or a reference number (table cell) rather than a claim
-        rows.append(
-            {
-                "stage": ref["stage"],
-                "paper": str(ref["paper"]),
-                "claim_id": claim_id,
-                "claim": ref["claim"],
-                "metric": ref.get("metric", ref["unit"]),
-                "paper_value": ref["value"],
-                "ours_mean": None,
-                "ours_ci95": None,
-                "n_seeds": 0,
-                "verdict": "inconclusive",
-                "scale_note": NOT_RUN,
-                "where": ref["where"],
-                "unit": ref["unit"],
-                "status": NOT_RUN,
-            }
-        )
-    frame = pd.DataFrame(rows, columns=COLUMNS)
+        row = ClaimRow(paper=str(ref["paper"]), claim_id=claim_id, claim=ref["claim"], metric=ref.get("metric", ref["unit"]),
+                       paper_value=ref["value"], ours_mean=None, ours_ci95=None, n_seeds=0, verdict="inconclusive",
+                       scale_note=NOT_RUN)
+        rows.append({"stage": ref["stage"], **asdict(row), "where": ref["where"], "unit": ref["unit"], "status": NOT_RUN})
+    for row in rows:
+        row["power"] = inconclusive_reason(row) if row["status"] != NOT_RUN else ""
+    frame = add_holm(pd.DataFrame(rows, columns=COLUMNS).astype({"holm_paper": object, "holm_table": object}))
     return frame.sort_values(["paper", "stage", "claim_id"], kind="stable").reset_index(drop=True)
 
 
+SUMMARY_COLUMNS = ["paper", "title", "holds", "fails", UNDERPOWERED, NO_EFFECT, NO_TEST, NOT_RUN,
+                   "holds_holm_paper", "holds_holm_table", "fails_holm_paper", "fails_holm_table"]
+
+
 def verdict_summary(claims: pd.DataFrame) -> pd.DataFrame:
-    """Per paper: how many measured claims hold, fail or are inconclusive, and how many were not run."""
+    """Per paper: how many claims hold, fail, are inconclusive for each reason, and were not run; and how
+    many holds and fails survive Holm over the paper's claims and over the whole table."""
     out = []
     for paper, group in claims.groupby("paper", sort=True):
         measured = group[group["status"] != NOT_RUN]
-        out.append(
-            {
-                "paper": paper,
-                "title": PAPERS.get(paper, ""),
-                "holds": int((measured["verdict"] == "holds").sum()),
-                "fails": int((measured["verdict"] == "fails").sum()),
-                "inconclusive": int((measured["verdict"] == "inconclusive").sum()),
-                NOT_RUN: int((group["status"] == NOT_RUN).sum()),
-            }
-        )
-    return pd.DataFrame(out, columns=["paper", "title", "holds", "fails", "inconclusive", NOT_RUN])
+        row = {"paper": paper, "title": PAPERS.get(paper, "")}
+        for verdict in ("holds", "fails"):
+            row[verdict] = int((measured["verdict"] == verdict).sum())
+            for family in ("paper", "table"):
+                row[f"{verdict}_holm_{family}"] = int(((measured["verdict"] == verdict)
+                                                       & (measured[f"holm_{family}"] == True)).sum())  # noqa: E712
+        for reason in (UNDERPOWERED, NO_EFFECT):
+            row[reason] = int((measured["power"] == reason).sum())
+        row[NO_TEST] = int(((measured["verdict"] == "inconclusive")
+                            & ~measured["power"].isin((UNDERPOWERED, NO_EFFECT))).sum())
+        row[NOT_RUN] = int((group["status"] == NOT_RUN).sum())
+        out.append(row)
+    return pd.DataFrame(out, columns=SUMMARY_COLUMNS)
 
 
 def stage_wall_times(benchmark_dir: str | os.PathLike | None) -> pd.DataFrame:

@@ -1,7 +1,8 @@
-"""The report's own figure: for each paper, the paper's number beside ours (mean ± 95% CI) per claim."""
+"""The report's own figure: for each paper, a forest plot of its claims (ours with CI, threshold, paper value)."""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -25,34 +26,58 @@ def apply_style() -> None:
     )
 
 
-def paper_vs_ours(claims: pd.DataFrame, paper: str, out: str | os.PathLike) -> Path | None:
-    """Small multiples, one panel per claim with a number on both sides: paper (left) and ours with its
-    CI (right), coloured by verdict. Units differ between claims (and sometimes between the paper and
-    our scale, e.g. % vs fraction), so each panel has its own y axis labelled with the metric."""
-    rows = claims[(claims["paper"] == paper) & claims["ours_mean"].notna()]
+def _is_value(value: object) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def forest_rows(claims: pd.DataFrame, paper: str) -> pd.DataFrame:
+    """The paper's rows a forest plot can show: a test, a mean and a CI (one-seed and one-run rows have none)."""
+    rows = claims[(claims["paper"] == paper) & claims["test"].isin(("t", "welch", "equivalence"))]
+    return rows[rows["ours_mean"].notna() & rows["ours_ci95"].map(lambda ci: isinstance(ci, (list, tuple)))]
+
+
+def forest_plot(claims: pd.DataFrame, paper: str, out: str | os.PathLike) -> Path | None:
+    """One line per tested claim of ``paper``: our mean and 95% CI (coloured by verdict) against the
+    row's threshold (dashed; an equivalence claim's +-margin band shaded) with the paper's value marked
+    (diamond). Units differ between claims (fractions, pp, counts, ratios), so each line has its own x
+    axis; a paper value far outside our range is written beside the line instead of stretching the axis."""
+    rows = forest_rows(claims, paper)
     if rows.empty:
         return None
     apply_style()
-    n = len(rows)
-    cols = min(4, n)
-    nrows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(nrows, cols, figsize=(max(2.6 * cols, 4.8), 2.4 * nrows + 0.3), squeeze=False)
-    for ax, (_, row) in zip(axes.flat, rows.iterrows()):
-        ours = float(row["ours_mean"])
-        ci = row["ours_ci95"]
-        colour = VERDICT_COLOURS.get(row["verdict"], "#9e9e9e")
-        if row["paper_value"] is not None and pd.notna(row["paper_value"]):
-            ax.bar([0], [float(row["paper_value"])], color=PAPER_COLOUR, width=0.6)
-        if isinstance(ci, (list, tuple)) and len(ci) == 2:
-            err = [[ours - float(ci[0])], [float(ci[1]) - ours]]
-            ax.bar([1], [ours], color=colour, width=0.6, yerr=err, capsize=4)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(10.5, 0.55 * len(rows) + 0.9), squeeze=False)
+    for ax, (_, row) in zip(axes[:, 0], rows.iterrows()):
+        mean, (low, high) = float(row["ours_mean"]), (float(v) for v in row["ours_ci95"])
+        thr = float(row["threshold"]) if _is_value(row["threshold"]) else 0.0
+        marks = [low, high, mean, thr] + ([-thr] if row["test"] == "equivalence" else [])
+        span = (max(marks) - min(marks)) or abs(thr) or 1.0
+        pv = float(row["paper_value"]) if _is_value(row["paper_value"]) else None
+        near = pv is not None and min(marks) - 3 * span <= pv <= max(marks) + 3 * span
+        lo_x, hi_x = min(marks + ([pv] if near else [])), max(marks + ([pv] if near else []))
+        pad = 0.08 * ((hi_x - lo_x) or span)
+        ax.set_xlim(lo_x - pad, hi_x + pad)
+        if row["test"] == "equivalence":
+            ax.axvspan(-thr, thr, color="#cfd8dc", alpha=0.6, lw=0)
         else:
-            ax.bar([1], [ours], color=colour, width=0.6)
-        ax.set_xticks([0, 1], ["paper", f"ours (n={int(row['n_seeds'])})"])
-        ax.set_ylabel(str(row["metric"])[:40])
-        ax.set_title(str(row["claim_id"])[:38], fontsize=8)
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
-    fig.suptitle(f"arXiv {paper}: paper vs ours (colour = verdict)", fontsize=10)
-    fig.tight_layout()
+            ax.axvline(thr, color="#555", ls="--", lw=1)
+        colour = VERDICT_COLOURS.get(row["verdict"], "#9e9e9e")
+        ax.errorbar([mean], [0], xerr=[[mean - low], [high - mean]], fmt="o", color=colour, ms=5, capsize=3, lw=2)
+        if near:
+            ax.plot([pv], [0], marker="D", mfc="none", mec=PAPER_COLOUR, ms=7, mew=1.5, ls="none")
+        ax.set_yticks([0], [str(row["claim_id"])[:52]], fontsize=7.5)
+        ax.set_ylim(-1, 1)
+        ax.grid(axis="y", visible=False)
+        ax.tick_params(axis="x", labelsize=7, pad=1)
+        label = f"{row['verdict']} (n={int(row['n_seeds'])})"
+        if isinstance(row.get("power"), str) and row["power"]:
+            need = row["n_needed"]
+            label += f", {row['power']}" + (f", n needed {int(need)}" if _is_value(need) else "")
+        ax.text(1.01, 0.62, label, transform=ax.transAxes, fontsize=7, va="center", color=colour)
+        if pv is not None and not near:
+            ax.text(1.01, 0.12, f"paper {pv:.4g}: off this scale ({'right' if pv > hi_x else 'left'})",
+                    transform=ax.transAxes, fontsize=6.5, va="center", color=PAPER_COLOUR)
+    fig.suptitle(f"arXiv {paper}: our mean and 95% CI against the claim's threshold (dashed; band: equivalence "
+                 "margin), paper's value ◇; colour = verdict", fontsize=8.5)
+    fig.tight_layout(h_pad=0.2)
+    fig.subplots_adjust(left=0.3, right=0.68)
     return atomic_savefig(fig, out)
