@@ -1,5 +1,5 @@
 """A miniature COCO 2017 release: ``train2017.zip``, ``val2017.zip``, ``annotations_trainval2017.zip`` and
-``image_info_test2017.zip``, laid out and encoded as the real ones.
+``test2017.zip`` with ``image_info_test2017.zip`` (the test-dev list), laid out and encoded as the real ones.
 
 What the real files have and this copies: 12-digit zero-padded file names; the 80 categories with
 their non-contiguous ids 1-90 and supercategories; polygon segmentations with float boxes and areas;
@@ -117,23 +117,37 @@ def build_split(split: str, n_images: int, rng: np.random.Generator, first_id: i
     return instances, members
 
 
-def build(out: Path, *, n_train: int = 24, n_val: int = 10, n_test: int = 4, seed: int = 2017) -> dict[str, str]:
-    """Write the four zips into ``out``; returns {file name: md5}."""
+def build(out: Path, *, n_train: int = 24, n_val: int = 10, seed: int = 2017) -> dict[str, str]:
+    """Write the three train/val zips into ``out``; returns {file name: md5}."""
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     train, train_jpgs = build_split("train2017", n_train, rng, first_id=9, first_ann=1001)
     val, val_jpgs = build_split("val2017", n_val, rng, first_id=139, first_ann=900001)
-    test_images = [_image_record(1 + 3 * k, "test2017", 96, 72) for k in range(n_test)]
-    test_info = {"info": INFO, "licenses": LICENSES, "images": test_images, "categories": categories()}
     js = {f"annotations/instances_{s}.json": json.dumps(d).encode() for s, d in (("train2017", train),
                                                                                   ("val2017", val))}
     files = [
         write_zip(out / "train2017.zip", train_jpgs),
         write_zip(out / "val2017.zip", val_jpgs),
         write_zip(out / "annotations_trainval2017.zip", js),
+    ]
+    return {f.name: md5(f) for f in files}
+
+
+def build_test(out: Path, *, n_test: int = 4, n_dev: int = 3, seed: int = 2018) -> dict[str, str]:
+    """The test release (download ``coco2017_test``): ``test2017.zip`` with the images and
+    ``image_info_test2017.zip`` whose test-dev list is a subset of them, as the real one; {name: md5}."""
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    images = [_image_record(1 + 3 * k, "test2017", 96, 72) for k in range(n_test)]
+    jpgs = {f"test2017/{im['file_name']}": jpeg(scene(rng, 96, 72, [(10, 8, 30, 24)]), grey=k == 1)
+            for k, im in enumerate(images)}
+    info = {"info": INFO, "licenses": LICENSES, "images": images, "categories": categories()}
+    dev = {**info, "images": images[:n_dev]}
+    files = [
+        write_zip(out / "test2017.zip", jpgs),
         write_zip(out / "image_info_test2017.zip", {
-            "annotations/image_info_test2017.json": json.dumps(test_info).encode(),
-            "annotations/image_info_test-dev2017.json": json.dumps(test_info).encode(),
+            "annotations/image_info_test2017.json": json.dumps(info).encode(),
+            "annotations/image_info_test-dev2017.json": json.dumps(dev).encode(),
         }),
     ]
     return {f.name: md5(f) for f in files}

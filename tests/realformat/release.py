@@ -12,7 +12,7 @@ from pathlib import Path
 
 from realformat import cifar, coco, mnist, videos, voc, weights
 
-BUILDERS = {"coco2017": coco.build, "voc2007": voc.build, "cifar10": cifar.build, "mnist": mnist.build,
+BUILDERS = {"coco2017": coco.build, "coco2017_test": coco.build_test, "voc2007": voc.build, "cifar10": cifar.build, "mnist": mnist.build,
             "videos": videos.build}
 
 
