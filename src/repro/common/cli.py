@@ -16,7 +16,9 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def parse_config(text: str) -> dict[str, Any]:
@@ -57,6 +59,13 @@ def start(args: argparse.Namespace, sections: str | Sequence[str] | None, *, ign
     args.started = now_iso()
     args.t0 = time.perf_counter()
     return args
+
+
+def job_from_args(cls: type[T], args: argparse.Namespace) -> T:
+    """A stage's job dataclass (its fields: what the command trains, its seed, its paths) from parsed arguments."""
+    import dataclasses
+
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
 
 
 def log(msg: str) -> None:

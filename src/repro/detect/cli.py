@@ -26,10 +26,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import fields
 from pathlib import Path
 
-from repro.common.cli import add_common_args, start
+from repro.common.cli import add_common_args, job_from_args, start
 from repro.detect.config import RULE_KEYS, resolve_config
 
 
@@ -38,7 +37,7 @@ def _train(args: argparse.Namespace) -> int:
     from repro.detect.run import TrainJob, train_and_evaluate
 
     cfg = resolve_config(args.config, transfer=args.transfer)
-    job = TrainJob(**{f.name: getattr(args, f.name) for f in fields(TrainJob)})
+    job = job_from_args(TrainJob, args)
     with distributed(cfg["device"], key="detect.device") as (info, device):
         code = train_and_evaluate(job, cfg, info, device)
         barrier(info)  # the other ranks wait while rank 0 evaluates and writes

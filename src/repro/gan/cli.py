@@ -17,25 +17,18 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import fields
 from pathlib import Path
-from typing import Any
 
-from repro.common.cli import add_common_args, log, start
+from repro.common.cli import add_common_args, job_from_args, log, start
 from repro.common.device import resolve_device
 from repro.common.io import atomic_write_json
 from repro.common.provenance import provenance_record
 
 
-def _job(cls: type, args: argparse.Namespace) -> Any:
-    """The job dataclass of a command, from its parsed arguments."""
-    return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
-
-
 def cmd_scorer(args: argparse.Namespace) -> int:
     from repro.gan.run import ScorerJob, fit_scorer
 
-    fit_scorer(_job(ScorerJob, args), args.config, resolve_device(args.config["device"], key="gan.device"))
+    fit_scorer(job_from_args(ScorerJob, args), args.config, resolve_device(args.config["device"], key="gan.device"))
     return 0
 
 
@@ -44,7 +37,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from repro.gan.run import TrainJob, train_arm
 
     with distributed(args.config["device"], key="gan.device") as (info, device):
-        code = train_arm(_job(TrainJob, args), args.config, info, device)
+        code = train_arm(job_from_args(TrainJob, args), args.config, info, device)
         barrier(info)  # the other ranks wait while rank 0 writes the outputs
     return code
 

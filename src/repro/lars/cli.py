@@ -11,10 +11,9 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
 from pathlib import Path
 
-from repro.common.cli import add_common_args, start
+from repro.common.cli import add_common_args, job_from_args, start
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -41,7 +40,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def _cell(args: argparse.Namespace) -> int:
     from repro.lars.run import CellJob, run_cell_job
 
-    run_cell_job(CellJob(**{f.name: getattr(args, f.name) for f in fields(CellJob)}), args.config)
+    run_cell_job(job_from_args(CellJob, args), args.config)
     return 0
 
 

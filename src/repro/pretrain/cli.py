@@ -35,11 +35,9 @@ arm's backbone of their seed (``--init-backbone``) before training; the ``*_rand
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
 from pathlib import Path
-from typing import Any
 
-from repro.common.cli import add_common_args, done, start
+from repro.common.cli import add_common_args, done, job_from_args, start
 from repro.common.config import borrowed
 from repro.common.io import atomic_torch_save, atomic_write_json, read_json
 from repro.common.provenance import provenance_record, write_provenance
@@ -49,17 +47,12 @@ SECTIONS = ("pretrain", "detect")
 
 
 # ----------------------------------------------------------------------------- commands
-def _job(cls: type, args: argparse.Namespace) -> Any:
-    """The job dataclass of a command, from its parsed arguments."""
-    return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
-
-
 def cmd_train(args: argparse.Namespace) -> dict:
     from repro.common.distributed import barrier, distributed
     from repro.pretrain.run import TrainJob, train_arm
 
     with distributed(args.config["device"], key="pretrain.device") as (info, device):
-        out = train_arm(_job(TrainJob, args), args.config, info, device)
+        out = train_arm(job_from_args(TrainJob, args), args.config, info, device)
         barrier(info)  # the other ranks wait while rank 0 writes the outputs
     return out
 
@@ -67,7 +60,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
 def cmd_eval(args: argparse.Namespace) -> dict:
     from repro.pretrain.run import EvalJob, evaluate_arms
 
-    return evaluate_arms(_job(EvalJob, args), args.config)
+    return evaluate_arms(job_from_args(EvalJob, args), args.config)
 
 
 def cmd_imagenet(args: argparse.Namespace) -> dict:

@@ -12,10 +12,9 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
 from pathlib import Path
 
-from repro.common.cli import add_common_args, start
+from repro.common.cli import add_common_args, job_from_args, start
 from repro.common.device import resolve_device
 from repro.common.provenance import now_iso
 
@@ -42,7 +41,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def cmd_run(args: argparse.Namespace) -> int:
     from repro.quant.run import RunJob, run_net
 
-    job = RunJob(**{f.name: getattr(args, f.name) for f in fields(RunJob)})
+    job = job_from_args(RunJob, args)
     run_net(job, args.config, resolve_device(args.config["device"], key="quant.device"))
     return 0
 
