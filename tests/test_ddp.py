@@ -175,7 +175,9 @@ def test_detect_train_two_ranks_match_one_process(tmp_path: Path) -> None:
     w1, w2 = (torch.load(tmp_path / n / "model.pt", weights_only=True) for n in ("one", "two"))
     assert w1.keys() == w2.keys()
     worst = max((w1[k].double() - w2[k].double()).abs().max().item() for k in w1)
-    assert worst < WEIGHT_ATOL, worst
+    # the detectors run channels-last: a batch of 2 per rank and one of 4 pick different conv kernels, whose
+    # float32 sums differ in order (about 3e-5 after 4 steps); a wrong gradient average would be ~1e-2
+    assert worst < 10 * WEIGHT_ATOL, worst
     ck = torch.load(tmp_path / "two" / "ck" / "finished.pt", weights_only=True)  # written by rank 0 alone
     assert ck["step"] == 4 and all(torch.equal(ck["model"][k], w2[k]) for k in w2)
     m1, m2 = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("one", "two"))

@@ -3,7 +3,9 @@
 The session's ``smoke_run`` is the first run; this test runs the whole smoke DAG a second time in a
 fresh work folder (its own data synthesis included) and compares every ``results/claims/<stage>.json``
 row by row, exactly: the paper's number, ours (mean, CI, n), verdict and scale note. Claims carry no
-timings or dates (those live in the provenance sidecars), so nothing is excluded.
+timings or dates (those live in the provenance sidecars), except the rows that measure a running time
+(:data:`TIMED`): for them the test checks everything but the measured value, its statistics and the note
+that quotes the times.
 On GPUs only a statistical reproduction is promised (README, "Determinism").
 """
 
@@ -13,6 +15,10 @@ import json
 from pathlib import Path
 
 from conftest import SMOKE, run_snakemake
+
+# Claims whose value is a measured running time (FPN Sec. 5.2.1): CPU time differs from run to run.
+TIMED = {"fpn_claim_time_fpn_over_c4"}
+MEASURED = {"ours_mean", "ours_ci95", "ours_sd", "p_value", "mde", "n_needed", "verdict", "scale_note"}
 
 
 def _claims(workdir: Path) -> dict[str, list[dict]]:
@@ -31,6 +37,9 @@ def test_smoke_dag_twice_gives_identical_claims(smoke_run: Path, tmp_path: Path)
         rows2 = {r["claim_id"]: r for r in second[name]}
         assert rows1.keys() == rows2.keys(), name
         for cid in rows1:
-            assert rows1[cid] == rows2[cid], f"{name} {cid}: {rows1[cid]} != {rows2[cid]}"
+            a, b = rows1[cid], rows2[cid]
+            if cid in TIMED:
+                a, b = ({k: v for k, v in r.items() if k not in MEASURED} for r in (a, b))
+            assert a == b, f"{name} {cid}: {a} != {b}"
     # the numbers are real: at least some claims have a measured value
     assert sum(r["ours_mean"] is not None for rows in first.values() for r in rows) >= 10
