@@ -31,7 +31,7 @@ def run_test_dev(data: Path, model: str, weights: Path, out: Path, cfg: dict[str
     Labels map back to the sorted COCO category ids of the image-info file, the same map the training
     split gave the model (``CocoDetection``); a different category count is an error.
     """
-    device = resolve_device(cfg["device"])
+    device = resolve_device(cfg["device"], key="detect.device")
     test = CocoDetection(find_test_dev(data), cache=False)
     detector = load_detector(model, weights, cfg=cfg, num_classes=test.num_classes, device=device)
     result = evaluate_model(detector, eval_loader(test, batch_size=cfg["eval_batch_size"],

@@ -86,7 +86,7 @@ def timing_job(data: Path, metrics: Sequence[Path], weights: Sequence[Path], out
     seed by seed, on the first ``timing_images`` val images, and write the timing JSON."""
     if len(metrics) != len(weights):
         raise ValueError(f"--metrics ({len(metrics)}) and --weights ({len(weights)}) must pair up")
-    device = resolve_device(cfg["device"])
+    device = resolve_device(cfg["device"], key="detect.device")
     train_split, val_split = find_splits(data)
     val = CocoDetection(val_split, max_images=cfg["timing_images"], cache=False)
     num_classes = len(train_split.coco["categories"]) + 1
