@@ -104,8 +104,7 @@ def _ours_optimizer(params, cfg):
     return torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
 
 
-def ours_block(model, train_set, cfg, *, steps: int, seed: int, device: torch.device,
-               workdir: Path) -> tuple[float, float]:
+def ours_block(model, train_set, cfg, *, steps: int, seed: int, device: torch.device) -> tuple[float, float]:
     """(wall s, CPU s) of ``steps`` steps of the stage's loop (from a fresh optimizer, as a new run starts)."""
     from repro.detect.data import train_loader
     from repro.detect.engine import lr_at, train
@@ -119,8 +118,7 @@ def ours_block(model, train_set, cfg, *, steps: int, seed: int, device: torch.de
     train(model, optimizer, loader, device=device, start_step=0, total_steps=steps,
           lr_fn=lambda s: lr_at(s, base_lr=cfg["lr"], warmup_iters=cfg["warmup_iters"],
                                 warmup_factor=cfg["warmup_factor"], steps=[], gamma=cfg["lr_gamma"]),
-          grad_clip=cfg["grad_clip"], checkpoint_every=10**9, save_checkpoint=lambda *_: None,
-          metrics_csv=workdir / "metrics.csv")
+          grad_clip=cfg["grad_clip"], checkpoint_every=10**9, save_checkpoint=lambda *_: None)
     return time.perf_counter() - t0, time.process_time() - c0
 
 
@@ -331,7 +329,7 @@ def run(*, model_name: str = "fpn", steps: int = 4, rounds: int = 8, n_train: in
         start = copy.deepcopy(model.state_dict())
         imgs = steps * cfg["batch_size"]
         arms = {
-            "ours": lambda st, sd: ours_block(model, train_set, cfg, steps=st, seed=sd, device=dev, workdir=tmp),
+            "ours": lambda st, sd: ours_block(model, train_set, cfg, steps=st, seed=sd, device=dev),
             "reference": lambda st, sd: reference_block(model, ref_set, cfg, steps=st, seed=sd, device=dev),
             "reference_loop_only": lambda st, sd: reference_block(model, train_set, cfg, steps=st, seed=sd, device=dev),
         }

@@ -105,6 +105,26 @@ def test_data_cli_unpacks_the_tars(accept_mini, tmp_path: Path) -> None:
     assert len(open_imagenet(tmp_path / "imagenet", "val")) == len(accept_mini.val_wnids)
 
 
+def test_configured_md5s_unpack_a_miniature_and_leave_torchvisions_in_place(mini, tmp_path: Path, capsys) -> None:
+    """data.classification.imagenet_md5 (the rehearsal's): the miniature verifies and unpacks without any
+    patching, torchvision's published md5s are back afterwards, and a wrong configured md5 is named."""
+    from repro.data.cli import main
+
+    cfg = json.dumps({"imagenet_md5": mini.md5})
+    assert main(["imagenet", "--config", cfg, "--in", str(mini.folder), "--out", str(tmp_path / "imagenet")]) == 0
+    assert len(open_imagenet(tmp_path / "imagenet", "train")) == mini.n_train
+    assert dict(tv_imagenet.ARCHIVE_META) == REAL_MD5
+    wrong = json.dumps({"imagenet_md5": {**mini.md5, "val": "0" * 32}})
+    code = run_cli(main, ["imagenet", "--config", wrong, "--in", str(mini.folder), "--out", str(tmp_path / "x")],
+                   prog="repro.data")
+    err = capsys.readouterr().err
+    assert code == 2 and "configured md5 00000000000000000000000000000000" in err and "ILSVRC2012_img_val.tar" in err
+    code = run_cli(main, ["imagenet", "--config", json.dumps({"imagenet_md5": {"test": "0" * 32}}),
+                          "--in", str(mini.folder), "--out", str(tmp_path / "x")], prog="repro.data")
+    assert code == 2 and "imagenet_md5" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 # ------------------------------------------------------------------ the streaming LARS path
 def test_streamed_batches_depend_on_seed_epoch_and_image_not_on_loader_processes(unpacked: Path) -> None:
     source = load_classification(unpacked)

@@ -19,6 +19,7 @@ import yaml
 
 from realformat import mnist, voc
 from realformat.release import BUILDERS, downloads_config
+from repro.common.config import merged_config
 from repro.data.download import download_dataset
 
 from conftest import FULL, REPO
@@ -164,14 +165,6 @@ def test_videos_in_two_containers_and_a_corrupt_one(releases: dict[str, Path]) -
         assert all(m.mtime == tar.getmembers()[0].mtime for m in tar.getmembers())
 
 
-def _merged(base: dict, over: dict) -> dict:
-    """``over`` merged into ``base`` key by key, as Snakemake merges --configfile files."""
-    out = dict(base)
-    for key, val in over.items():
-        out[key] = _merged(base[key], val) if isinstance(val, dict) and isinstance(base.get(key), dict) else val
-    return out
-
-
 # what selects code paths (models, arms, variants, data sources, readers); rehearsal.yaml leaves them be
 PATH_KEYS = [("scale",), ("data",), ("detect", "models"), ("detect", "backbone"), ("detect", "pooler"),
              ("detect", "transfer", "arms"), ("detect", "transfer", "model"), ("detect", "transfer", "datasets"),
@@ -183,8 +176,8 @@ PATH_KEYS = [("scale",), ("data",), ("detect", "models"), ("detect", "backbone")
 def test_rehearsal_config_keeps_every_full_scale_path() -> None:
     """rehearsal.yaml over full.yaml shrinks sizes only: the same models, arms, variants, experiments,
     data sources and datasets (quant nets enabled, GAN arms); downloads come from the generated config."""
-    full, reh = yaml.safe_load(FULL.read_text()), yaml.safe_load(REHEARSAL.read_text())
-    merged = _merged(full, reh)
+    full, reh = merged_config(FULL), yaml.safe_load(REHEARSAL.read_text())
+    merged = merged_config(FULL, REHEARSAL)
     assert "downloads" not in reh
     for path in PATH_KEYS:
         a, b = full, merged
@@ -206,3 +199,21 @@ def test_coco_test_dev_release_reads_as_the_server_expects(releases: dict[str, P
     assert len(test) == 3 and test.num_classes == 81 and test.cat_ids[-1] == 90
     img, _ = test[0]
     assert img.shape[0] == 3  # the grey JPEG among them reads as RGB too
+
+
+def test_imagenet_rehearsal_config_points_the_lars_study_at_the_miniature_tars(tmp_path: Path) -> None:
+    """The ILSVRC2012 miniature and its config (run_rehearsal.sh step 5): valid over full.yaml and
+    rehearsal.yaml, and the tars it names verify against its md5s without touching torchvision's."""
+    from realformat.release import imagenet_overrides
+    from repro.common.config import check_config
+    from repro.data.imagenet import verify_archives
+
+    over = imagenet_overrides(tmp_path)
+    (tmp_path / "imagenet.yaml").write_text(yaml.safe_dump(over))
+    cfg = merged_config(REPO / "config.yaml", FULL, REHEARSAL, tmp_path / "imagenet.yaml")
+    check_config(cfg["data"], "data")
+    check_config(cfg["lars"], "lars")
+    cls = cfg["data"]["classification"]
+    assert cls["source"] == "imagenet" and cfg["lars"]["image_size"] == 64
+    records = verify_archives(cls["imagenet_tars"], cls["imagenet_md5"])
+    assert {k: r["md5"] for k, r in records.items()} == cls["imagenet_md5"]

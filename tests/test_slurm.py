@@ -191,15 +191,22 @@ def run_ci_script(script: str, env: dict[str, str], work: Path, timeout: float) 
     return out
 
 
+SMOKE_SLURM_TARGETS = ("results/lars/cells/alexnet_bn/lars/b16_e1.json", "results/gan/ring8/mgan/s0.json",
+                       "results/gan/digits/gan/s0.json")
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(_why_no_slurm() is not None, reason=_why_no_slurm() or "")
 def test_smoke_workflow_on_a_real_slurm_cluster(tmp_path: Path, slurm_cluster: dict[str, str]) -> None:
-    """.ci/slurm/run_smoke.sh: the smoke DAG via `--profile slurm`, resources checked with scontrol,
+    """.ci/slurm/run_smoke.sh: smoke jobs via `--profile slurm`, resources checked with scontrol,
     a failing rule fails the workflow with SLURM's status, `--retries` reruns a flaky rule, and a lars
     cell with gpus_per_job=2 gets --gpus=2 and runs as 2 torchrun ranks inside its SLURM job."""
-    # the script bounds its own snakemake runs (1800 s + 600 s)
-    out = run_ci_script("run_smoke.sh", slurm_cluster, tmp_path / "slurm-ci", timeout=2400)
-    assert "outputs of the smoke DAG exist and are up to date" in out, out[-4000:]
+    # the script bounds its own snakemake runs (1800 s + 600 s); the whole-DAG run through SLURM is the
+    # rehearsal's, so here a few jobs of each kind: data, DDP training (lars, gan), one-process training
+    # (the GAN scorer) and a small aggregate
+    env = dict(slurm_cluster, SLURM_CI_SMOKE_TARGETS=" ".join(SMOKE_SLURM_TARGETS))
+    out = run_ci_script("run_smoke.sh", env, tmp_path / "slurm-ci", timeout=2400)
+    assert "outputs of the smoke run exist and are up to date" in out, out[-4000:]
     assert re.search(r"all \d+ SLURM jobs match the requested resources", out), out[-4000:]
     assert "Error in rule always_fails" in out and "SLURM status is: 'FAILED'" in out
     assert re.search(r"gpus_per_job=2 job: --gpus=2 --cpus-per-task=\d+, world_size 2", out), out[-4000:]
@@ -211,10 +218,12 @@ def test_smoke_workflow_on_a_real_slurm_cluster(tmp_path: Path, slurm_cluster: d
 def test_full_scale_rehearsal_on_a_real_slurm_cluster(tmp_path: Path, slurm_cluster: dict[str, str]) -> None:
     """.ci/slurm/run_rehearsal.sh: every rule of the full-scale DAG on the real-format miniatures
     (tests/realformat, served on 127.0.0.1) through `--profile slurm`, small jobs grouped into few
-    submissions, every output checked, claims and report at scale full."""
+    submissions, every output checked, claims and report at scale full; then one LARS cell on the
+    ILSVRC2012 miniature's tars (rule imagenet included)."""
     out = run_ci_script("run_rehearsal.sh", slurm_cluster, tmp_path / "rehearsal", timeout=2700)
     assert re.search(r"all \d+ SLURM jobs match the requested resources", out), out[-4000:]
     m = re.search(r"sbatch submissions: (\d+) for (\d+) Snakemake jobs \((\d+) group jobs", out)
     assert m and int(m.group(3)) >= 1 and int(m.group(1)) < int(m.group(2)), out[-4000:]
     assert "report results/report/index.html at scale full" in out, out[-4000:]
     assert "corrupt video(s) skipped" in out and "PASSED" in out
+    assert re.search(r"ImageNet cell: 3 classes, \d+ train / \d+ test images at 64 px", out), out[-4000:]

@@ -4,16 +4,18 @@
 # 1. starts a single-node SLURM on localhost (start_slurm.sh; stopped by PID on exit, whatever happens);
 # 2. runs `snakemake --profile slurm --configfile workflow/configs/smoke.yaml` from the repository root
 #    into a scratch folder, with overrides for this test cluster only: partition `debug` (added to the
-#    profile's own default-resources), 4 jobs at a time, first status check after 2 s;
-# 3. checks every output of the DAG exists, and with `scontrol show job` (and the plugin's sbatch
+#    profile's own default-resources), 4 jobs at a time, first status check after 2 s; the whole smoke
+#    DAG, or only SLURM_CI_SMOKE_TARGETS (tests/test_slurm.py names a few jobs of each kind: the
+#    rehearsal that follows it runs a whole DAG through SLURM);
+# 3. checks every output of the run exists, and with `scontrol show job` (and the plugin's sbatch
 #    lines) that each job got the runtime, memory, CPUs and GPUs Snakemake resolved (profile and rules);
 # 4. runs the test-only workflow .ci/slurm/retry/Snakefile: a rule that fails on the cluster fails the
 #    workflow with a clear message, `--retries 1` reruns a flaky rule (which then succeeds), and a job
 #    with the profile's training-rule resources gets its GPU;
 # 5. runs one lars cell with --config gpus_per_job=2: sbatch --gpus=2 and 2 x threads CPUs, recorded
 #    by SLURM, and torchrun inside the job runs 2 ranks (world_size 2 in the cell's result).
-# Environment: SLURM_CI_WORK (scratch folder; default a new mktemp -d), SLURM_CI_TIMEOUT (seconds for
-# the smoke run, default 1800), SLURM_CI_JOBS (jobs at a time, default 4), VENV (default .venv),
+# Environment: SLURM_CI_WORK (scratch folder; default a new mktemp -d), SLURM_CI_SMOKE_TARGETS (targets of
+# step 1, space-separated; default the whole DAG), SLURM_CI_TIMEOUT (seconds for the smoke run, default 1800), SLURM_CI_JOBS (jobs at a time, default 4), VENV (default .venv),
 # SLURM_CI_SHARED=1 (use the cluster the caller started with start_slurm.sh and SLURM_DIR; neither
 # start nor stop one: tests/test_slurm.py starts one for this script and run_rehearsal.sh).
 # Exit status 0 only if every check passed.
@@ -39,27 +41,30 @@ read -r -a DEFRES <<<"$("$PY" "$HERE/check_jobs.py" default-resources "$PROFILE"
 # 676 s with 2 under a heavier load).
 # --cores 2: a group job (the profile's job grouping) runs its jobs side by side up to --cores threads
 # and asks for the GPUs of one such layer, so 2 keeps a group of 1-GPU jobs within the node's GPUs.
+# Status checks every 2 s (Snakemake's default 10 s is meant for a busy cluster's squeue).
 COMMON=(--profile slurm --jobs "${SLURM_CI_JOBS:-4}" --cores 2 --slurm-init-seconds-before-status-checks 2
-        --verbose --slurm-keep-successful-logs)
+        --seconds-between-status-checks 2 --verbose --slurm-keep-successful-logs)
 
-# ---- 1. the smoke DAG through SLURM -------------------------------------------------------------
+# ---- 1. the smoke DAG (or SLURM_CI_SMOKE_TARGETS) through SLURM ------------------------------------
 SMOKE=$WORK/smoke
-stamp "snakemake --profile slurm --configfile workflow/configs/smoke.yaml -d $SMOKE (log: $WORK/smoke.log)"
+read -r -a TARGETS <<<"${SLURM_CI_SMOKE_TARGETS:-}"
+stamp "snakemake --profile slurm --configfile workflow/configs/smoke.yaml -d $SMOKE ${TARGETS[*]:-(whole DAG)}"\
+" (log: $WORK/smoke.log)"
 rc=0
 run_bounded "${SLURM_CI_TIMEOUT:-1800}" "$WORK/smoke.log" \
   "$SMK" "${COMMON[@]}" --default-resources "${DEFRES[@]}" --configfile workflow/configs/smoke.yaml \
-  -d "$SMOKE" || rc=$?
+  -d "$SMOKE" "${TARGETS[@]}" || rc=$?
 T_SMOKE=$(( $(date +%s) - T0 ))
 if [ $rc != 0 ]; then
   grep -v -E "^(DEBUG|Status query|active_jobs|missing_sacct)" "$WORK/smoke.log" | tail -n 60 >&2
   for f in "$SMOKE"/results/logs/*/*.log; do [ -f "$f" ] && { echo "--- $f"; tail -n 15 "$f"; } >&2; done
   fail "the smoke workflow failed through SLURM (rc=$rc)"
 fi
-stamp "smoke DAG finished through SLURM"
+stamp "smoke run finished through SLURM"
 grep -q "Falling back to 'sacct'" "$WORK/smoke.log" && fail "the plugin fell back to sacct (MinJobAge too low?)"
 
-# every output of the DAG exists and is up to date
-"$SMK" --configfile workflow/configs/smoke.yaml -d "$SMOKE" --summary >"$WORK/summary.tsv" 2>"$WORK/summary.err" \
+# every output of the run exists and is up to date
+"$SMK" --configfile workflow/configs/smoke.yaml -d "$SMOKE" --summary "${TARGETS[@]}" >"$WORK/summary.tsv" 2>"$WORK/summary.err" \
   || { cat "$WORK/summary.err" >&2; fail "snakemake --summary failed"; }
 "$PY" - "$WORK/summary.tsv" "$SMOKE" <<'EOF'
 import csv, pathlib, sys
@@ -67,9 +72,9 @@ rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 bad = [(r["output_file"], r["status"]) for r in rows if r["status"] != "ok" or not (pathlib.Path(sys.argv[2]) / r["output_file"]).exists()]
 if not rows or bad:
     sys.exit(f"run_smoke: outputs missing or not up to date: {bad or 'no rows in --summary'}")
-print(f"run_smoke: all {len(rows)} outputs of the smoke DAG exist and are up to date")
+print(f"run_smoke: all {len(rows)} outputs of the smoke run exist and are up to date")
 EOF
-"$SMK" --configfile workflow/configs/smoke.yaml -d "$SMOKE" -n >"$WORK/dryrun.log" 2>&1 || true
+"$SMK" --configfile workflow/configs/smoke.yaml -d "$SMOKE" -n "${TARGETS[@]}" >"$WORK/dryrun.log" 2>&1 || true
 grep -q "Nothing to be done" "$WORK/dryrun.log" || fail "a dry run after the SLURM run still has jobs (see $WORK/dryrun.log)"
 
 stamp "requested resources vs what SLURM recorded (scontrol show job):"
@@ -101,7 +106,8 @@ echo "    gpu_probe.txt: $(cat "$RETRY/gpu_probe.txt")"
 stamp "failure/retry checks passed"
 
 # ---- 3. several GPUs per job: a DDP training rule with gpus_per_job=2 ----------------------------
-# One lars cell of the smoke config (its input copied from step 1, so it is the only job): Snakemake
+# One lars cell of the smoke config (its input copied from step 1, so it is the only job; step 1's
+# targets must include a lars cell or the whole DAG): Snakemake
 # must resolve gpu=2 and cpus_per_task=2 x threads, SLURM must record them (check_jobs.py), and
 # torchrun inside the job's srun step must run 2 ranks (gloo on CPU: the node's GPUs are fake).
 DDP=$WORK/ddp
@@ -140,4 +146,4 @@ if world != 2:
 print(f"run_smoke: gpus_per_job=2 job: --gpus={flags['gpu']} --cpus-per-task={flags['cpus']}, world_size {world}")
 EOF
 stamp "gpus_per_job=2 checks passed"
-echo "run_smoke: timings: smoke DAG through SLURM ${T_SMOKE} s (incl. start), total $(( $(date +%s) - T0 )) s"
+echo "run_smoke: timings: smoke run through SLURM ${T_SMOKE} s (incl. start), total $(( $(date +%s) - T0 )) s"

@@ -129,7 +129,8 @@ def imagenet_archives(wildcards):
             "config key 'data.classification.imagenet_tars' is missing: source imagenet needs the folder"
             " holding the ILSVRC2012 release tars"
         )
-    return [str(p) for p in archive_paths(IMAGENET_TARS).values()]
+    md5 = config["data"]["classification"].get("imagenet_md5")
+    return [str(p) for p in archive_paths(IMAGENET_TARS, md5).values()]
 
 
 def classification_input():

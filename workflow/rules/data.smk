@@ -99,7 +99,10 @@ rule synth_classification:
         mem_mb=2000,
         runtime=10,
     params:
-        cfg=as_json(config["data"]["classification"]),
+        # only the md5s: another key of the section must not unpack 150 GB again
+        cfg=as_json(
+            {"imagenet_md5": config["data"]["classification"].get("imagenet_md5", {})}
+        ),
         seed=SEED,
     shell:
         "python -m repro.data classification --config {params.cfg:q} --seed {params.seed}"
@@ -130,8 +133,8 @@ rule download:
         " --cache {params.cache} > {log} 2>&1"
 
 
-# ImageNet cannot be downloaded: the user's release tars are checked against torchvision's md5s and
-# unpacked by torchvision's parsers (meta.bin, train/<wnid>/, val/<wnid>/).
+# ImageNet cannot be downloaded: the user's release tars are checked against torchvision's md5s (or
+# data.classification.imagenet_md5's, for a rehearsal on miniature tars) and unpacked by torchvision's parsers (meta.bin, train/<wnid>/, val/<wnid>/).
 rule imagenet:
     input:
         imagenet_archives,
@@ -149,6 +152,10 @@ rule imagenet:
         runtime=720,
     params:
         tars=IMAGENET_TARS,
+        # only the md5s: another key of the section must not unpack 150 GB again
+        cfg=as_json(
+            {"imagenet_md5": config["data"]["classification"].get("imagenet_md5", {})}
+        ),
     shell:
-        "python -m repro.data imagenet --threads {threads} --in {params.tars:q} --out {output}"
-        " > {log} 2>&1"
+        "python -m repro.data imagenet --threads {threads} --config {params.cfg:q} --in {params.tars:q}"
+        " --out {output} > {log} 2>&1"

@@ -53,7 +53,7 @@ def _download(args: argparse.Namespace) -> dict:
 def _imagenet(args: argparse.Namespace) -> dict:
     from repro.data.imagenet import prepare_imagenet
 
-    return prepare_imagenet(args.inp, args.out)
+    return prepare_imagenet(args.inp, args.out, args.config.get("imagenet_md5"))
 
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], dict], str]] = {
@@ -82,8 +82,10 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    # a download spec and the ImageNet tars are checked by their modules (their errors name the file)
-    start(args, None if args.command in ("download", "imagenet") else f"data.{args.command}")
+    # a download spec is checked by its module (its errors name the file); the ImageNet tars' section is
+    # data.classification (imagenet_md5)
+    section = {"download": None, "imagenet": "data.classification"}.get(args.command, f"data.{args.command}")
+    start(args, section)
     stats = COMMANDS[args.command][0](args)
     write_provenance(args.out, args.config, args.seed, started=args.started, stage=f"data.{args.command}")
     return done("repro.data", args, {"out": str(args.out), **stats})
