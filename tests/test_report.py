@@ -18,8 +18,8 @@ import pytest  # noqa: E402
 from repro.common.claims import NO_EFFECT, UNDERPOWERED, one_sample_test, write_claims  # noqa: E402
 from repro.common.paper_values import all_paper_values  # noqa: E402
 from repro.report.cli import main  # noqa: E402
-from repro.report.collect import NOT_RUN  # noqa: E402
-from repro.report.readme import BEGIN, END, update_readme  # noqa: E402
+from repro.report.collect import NOT_RUN, PAPERS  # noqa: E402
+from repro.report.readme import BEGIN, END, SHORT, update_readme  # noqa: E402
 
 
 def _row(claim_id: str, **kw) -> dict:
@@ -178,6 +178,12 @@ def test_readme_table_from_the_run(fixture_run: Path, tmp_path: Path) -> None:
     update_readme(readme, summary)  # replaces its own block, once
     text = readme.read_text()
     assert text.startswith("# title\n\n" + BEGIN) and text.count(BEGIN) == 1 and END in text and "intro" in text
+
+
+def test_every_paper_with_a_claim_has_a_title_and_a_short_name() -> None:
+    """The report's paper column and the README's results table name every paper a claim cites."""
+    cited = {e["paper"] for e in all_paper_values().values()} | {"1612.02136", "1708.02556", "1708.03888"}
+    assert cited <= set(PAPERS) and set(PAPERS) == set(SHORT), (cited - set(PAPERS), set(PAPERS) ^ set(SHORT))
 
 
 def test_scale_trend_config_scales_only_the_stages_data_and_steps() -> None:

@@ -29,6 +29,7 @@ PAPERS = {
     "1612.02136": "Mode Regularized Generative Adversarial Networks (Che et al. 2017)",
     "1708.02556": "MGAN: Training GANs with Multiple Generators (Hoang et al. 2018)",
     "1612.01543": "Towards the Limit of Network Quantization (Choi, El-Khamy, Lee 2017)",
+    "1703.06870": "Mask R-CNN (He, Gkioxari, Dollár, Girshick 2017): its RoIAlign-vs-RoIPool claim only",
 }
 
 NOT_RUN = "not run at this scale"

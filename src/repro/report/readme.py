@@ -20,7 +20,8 @@ BEGIN = "<!-- results-table:begin (python -m repro.report.readme results/report/
 END = "<!-- results-table:end -->"
 SHORT = {
     "1612.01543": "Network quantization", "1612.02136": "Mode-regularized GAN", "1612.03144": "FPN",
-    "1708.02556": "MGAN", "1708.02901": "Transitive invariance", "1708.03888": "LARS",
+    "1703.06870": "Mask R-CNN (RoIAlign)", "1708.02556": "MGAN", "1708.02901": "Transitive invariance",
+    "1708.03888": "LARS",
 }
 
 
