@@ -99,10 +99,7 @@ rule synth_classification:
         mem_mb=2000,
         runtime=10,
     params:
-        # only the md5s: another key of the section must not unpack 150 GB again
-        cfg=as_json(
-            {"imagenet_md5": config["data"]["classification"].get("imagenet_md5", {})}
-        ),
+        cfg=as_json(config["data"]["classification"]),
         seed=SEED,
     shell:
         "python -m repro.data classification --config {params.cfg:q} --seed {params.seed}"
@@ -134,7 +131,8 @@ rule download:
 
 
 # ImageNet cannot be downloaded: the user's release tars are checked against torchvision's md5s (or
-# data.classification.imagenet_md5's, for a rehearsal on miniature tars) and unpacked by torchvision's parsers (meta.bin, train/<wnid>/, val/<wnid>/).
+# data.classification.imagenet_md5's, for a rehearsal on miniature tars) and unpacked by torchvision's
+# parsers (meta.bin, train/<wnid>/, val/<wnid>/).
 rule imagenet:
     input:
         imagenet_archives,
