@@ -14,8 +14,9 @@
 #    with the profile's training-rule resources gets its GPU;
 # 5. runs one lars cell with --config gpus_per_job=2: sbatch --gpus=2 and 2 x threads CPUs, recorded
 #    by SLURM, and torchrun inside the job runs 2 ranks (world_size 2 in the cell's result).
-# Environment: SLURM_CI_WORK (scratch folder; default a new mktemp -d), SLURM_CI_SMOKE_TARGETS (targets of
-# step 1, space-separated; default the whole DAG), SLURM_CI_TIMEOUT (seconds for the smoke run, default 1800), SLURM_CI_JOBS (jobs at a time, default 4), VENV (default .venv),
+# Environment: SLURM_CI_WORK (scratch folder; default a new mktemp -d), SLURM_CI_SMOKE_TARGETS (targets
+# of step 1, space-separated; default the whole DAG), SLURM_CI_TIMEOUT (seconds for the smoke run,
+# default 1800), SLURM_CI_JOBS (jobs at a time, default 4), VENV (default .venv),
 # SLURM_CI_SHARED=1 (use the cluster the caller started with start_slurm.sh and SLURM_DIR; neither
 # start nor stop one: tests/test_slurm.py starts one for this script and run_rehearsal.sh).
 # Exit status 0 only if every check passed.
