@@ -5,11 +5,13 @@ Paper: FPN, arXiv 1612.03144 (Sec. 3 pyramid, Sec. 4.1 anchors, Eq. 1 RoI level,
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -324,6 +326,46 @@ def test_proposal_recall_is_class_agnostic_at_100_and_1000() -> None:
     assert rpn["AR100"] == pytest.approx(0.0)
 
 
+def test_scores_equal_pycocotools_cocoeval_on_random_detections_and_proposals() -> None:
+    """Our evaluation (C++ matching) gives pycocotools' numbers: the 12 bbox stats, the VOC07 mAP read
+    from its precision array, and the RPN recall over 1000 ranked proposals per image."""
+    from pycocotools.cocoeval import COCOeval
+
+    from repro.detect.metrics import score_results
+
+    rng = np.random.default_rng(0)
+    boxes = [[(*rng.uniform(0, 200, 2), *rng.uniform(4, 100, 2), int(rng.choice([1, 5])))
+              for _ in range(rng.integers(0, 6))] for _ in range(12)]
+    gt = _gt(boxes)
+    gt["annotations"][0]["iscrowd"] = 1
+    dets, props = [], []
+    for img in range(1, 13):
+        xy = rng.uniform(0, 250, (40, 2))
+        wh = rng.uniform(4, 100, (40, 2))
+        dets += detections_to_coco(img, np.hstack([xy, xy + wh]), rng.uniform(0, 1, 40), rng.integers(1, 3, 40), [0, 1, 5])
+        xy = rng.uniform(0, 250, (1000, 2))
+        props += proposals_to_coco(img, np.hstack([xy, xy + rng.uniform(4, 120, (1000, 2))]), category_id=1)
+
+    def reference(results: list[dict], use_cats: bool, max_dets: list[int]) -> COCOeval:
+        coco = coco_from_dict(gt)
+        with contextlib.redirect_stdout(io.StringIO()):
+            ev = COCOeval(coco, coco.loadRes(results), "bbox")
+            ev.params.useCats, ev.params.maxDets = int(use_cats), max_dets
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+        return ev
+
+    ours = score_results(coco_from_dict(gt), dets, props)
+    ref_bbox, ref_rpn = reference(dets, True, [1, 10, 100]), reference(props, False, [10, 100, 1000])
+    assert list(ours["bbox"].values()) == pytest.approx(list(ref_bbox.stats[:12]), abs=1e-12)
+    assert list(ours["rpn"].values()) == pytest.approx(list(ref_rpn.stats[7:12]), abs=1e-12)
+    prec = ref_bbox.eval["precision"][0, [int(np.argmin(np.abs(ref_bbox.params.recThrs - r)))
+                                          for r in np.linspace(0, 1, 11)], :, 0, -1]
+    assert ours["voc_map50"] == pytest.approx(prec[:, (prec > -1).all(axis=0)].mean(), abs=1e-12)
+    assert 0 < ours["bbox"]["AR100"] < 1 and 0 < ours["rpn"]["AR1k"] < 1  # the data exercise the matching
+
+
 def test_detections_to_coco_maps_labels_and_boxes() -> None:
     rows = detections_to_coco(7, torch.tensor([[1.0, 2.0, 11.0, 32.0]]).numpy(), [0.25], [2], [0, 1, 5])
     assert rows == [{"image_id": 7, "category_id": 5, "bbox": [1.0, 2.0, 10.0, 30.0], "score": 0.25}]
@@ -364,7 +406,7 @@ def test_config_defaults_come_from_the_schema() -> None:
             assert value == default.get(key, schema[key]), key
     assert resolved["transfer"] == {**schema["transfer"], **default["transfer"]}
     partial = resolve_config({"iterations": 7})
-    assert partial["iterations"] == 7 and partial["transfer"]["iterations"] == 400  # the schema's defaults
+    assert partial["iterations"] == 7 and partial["transfer"]["iterations"] == 150  # the schema's defaults
     assert resolve_config({"transfer": {"iterations": 9}}, transfer=True)["iterations"] == 9
     with pytest.raises(ValueError, match="'detect.iteratoins': unknown key"):
         resolve_config({"iteratoins": 3})

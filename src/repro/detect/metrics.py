@@ -1,4 +1,11 @@
-"""COCO evaluation with pycocotools: the 12 bbox stats, RPN proposal recall, and VOC07 mAP@0.5.
+"""COCO evaluation: the 12 bbox stats, RPN proposal recall, and VOC07 mAP@0.5.
+
+The ground truth and results are pycocotools ``COCO`` objects; the matching and accumulation run in
+faster-coco-eval's ``COCOeval_faster``, pycocotools' ``COCOeval`` with its per-image loop in C++. It
+gives the same ``eval["precision"]``/``eval["recall"]`` arrays and the same 12 bbox stats (a test
+checks both against pycocotools); the RPN's 1000 proposals per image make pycocotools' Python loop
+most of an evaluation's time. The bbox run is done once and gives both the COCO stats and the VOC07
+mAP@0.5.
 
 Every value is a fraction in [0, 1]; pycocotools' -1 means the size bucket has no ground truth.
 Three pycocotools quirks are handled here:
@@ -79,11 +86,11 @@ def _empty_result_stats(coco_gt, *, use_cats: bool) -> list[float]:
 
 
 def _run_cocoeval(coco_gt, results: list[dict], *, use_cats: bool, max_dets: Sequence[int]):
-    from pycocotools.cocoeval import COCOeval
+    from faster_coco_eval import COCOeval_faster
 
     with _quiet():
         coco_dt = coco_gt.loadRes(results)
-        ev = COCOeval(coco_gt, coco_dt, "bbox")
+        ev = COCOeval_faster(coco_gt, coco_dt, "bbox")
         ev.params.useCats = int(use_cats)
         ev.params.maxDets = list(max_dets)
         ev.params.imgIds = sorted(coco_gt.getImgIds())
@@ -93,13 +100,31 @@ def _run_cocoeval(coco_gt, results: list[dict], *, use_cats: bool, max_dets: Seq
     return ev
 
 
+def _bbox_eval(coco_gt, results: list[dict]):
+    """The class-aware bbox evaluation (maxDets 1/10/100), or None for an empty result list."""
+    return _run_cocoeval(coco_gt, results, use_cats=True, max_dets=(1, 10, 100)) if results else None
+
+
+def _bbox_stats(coco_gt, ev) -> dict[str, float]:
+    stats = _empty_result_stats(coco_gt, use_cats=True) if ev is None else [float(v) for v in ev.stats[:12]]
+    return dict(zip(BBOX_STATS, stats))
+
+
+def _voc07_from(coco_gt, ev) -> float:
+    if ev is None:
+        return 0.0 if _empty_result_stats(coco_gt, use_cats=True)[0] == 0.0 else float("nan")
+    prec = ev.eval["precision"]  # T x R x K x A x M
+    rec_idx = [int(np.argmin(np.abs(ev.params.recThrs - r))) for r in np.linspace(0, 1, 11)]
+    p = prec[0, rec_idx, :, 0, -1]  # 11 x K (IoU 0.5, all areas, maxDets 100)
+    valid = (p > -1).all(axis=0)
+    if not valid.any():
+        return float("nan")
+    return float(p[:, valid].mean())
+
+
 def evaluate_bbox(coco_gt, results: list[dict]) -> dict[str, float]:
     """The 12 ``COCOeval.stats`` (maxDets 1/10/100) as ``{"AP": ..., ..., "AR_l": ...}``."""
-    if not results:
-        stats = _empty_result_stats(coco_gt, use_cats=True)
-    else:
-        stats = [float(v) for v in _run_cocoeval(coco_gt, results, use_cats=True, max_dets=(1, 10, 100)).stats]
-    return dict(zip(BBOX_STATS, stats))
+    return _bbox_stats(coco_gt, _bbox_eval(coco_gt, results))
 
 
 def evaluate_proposals(coco_gt, results: list[dict]) -> dict[str, float]:
@@ -119,22 +144,14 @@ def voc07_map50(coco_gt, results: list[dict]) -> float:
     0, 0.1, ..., 1.0. The mean runs over the classes that have ground truth. With an empty result
     list the mAP is 0 if there is any ground truth, and NaN if there is none.
     """
-    if not results:
-        return 0.0 if _empty_result_stats(coco_gt, use_cats=True)[0] == 0.0 else float("nan")
-    ev = _run_cocoeval(coco_gt, results, use_cats=True, max_dets=(1, 10, 100))
-    prec = ev.eval["precision"]  # T x R x K x A x M
-    rec_idx = [int(np.argmin(np.abs(ev.params.recThrs - r))) for r in np.linspace(0, 1, 11)]
-    p = prec[0, rec_idx, :, 0, -1]  # 11 x K (IoU 0.5, all areas, maxDets 100)
-    valid = (p > -1).all(axis=0)
-    if not valid.any():
-        return float("nan")
-    return float(p[:, valid].mean())
+    return _voc07_from(coco_gt, _bbox_eval(coco_gt, results))
 
 
 def score_results(coco_gt, detections: list[dict], proposals: list[dict] | None) -> dict[str, Any]:
     """Every metric of one evaluation from its COCO results: the 12 bbox stats, VOC07 mAP@0.5 and (given
     the proposals) the RPN recall. ``python -m repro.detect score`` recomputes a run's numbers this way."""
-    out: dict[str, Any] = {"bbox": evaluate_bbox(coco_gt, detections), "voc_map50": voc07_map50(coco_gt, detections)}
+    ev = _bbox_eval(coco_gt, detections)
+    out: dict[str, Any] = {"bbox": _bbox_stats(coco_gt, ev), "voc_map50": _voc07_from(coco_gt, ev)}
     if proposals is not None:
         out["rpn"] = evaluate_proposals(coco_gt, proposals)
     return out
