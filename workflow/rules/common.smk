@@ -70,6 +70,10 @@ DOWNLOADS = sorted(config.get("downloads", {}))
 # each rank runs `--threads {threads}`): sbatch --gpus and --cpus-per-task on SLURM; locally they
 # limit nothing unless given to --resources (e.g. `--resources gpu=2` on a 2-GPU workstation).
 GPUS_PER_JOB = config["gpus_per_job"]
+# The longest chain of the DAG (videos -> mining -> context net -> graph -> pretraining -> TI transfer)
+# runs first: its rules carry this priority, so with few cores the independent stages (LARS, GANs, the
+# detectors, quantization) fill the cores around it instead of leaving the chain to run alone at the end.
+CHAIN_PRIORITY = 10
 TRAIN_PY = (
     "python -m"
     if GPUS_PER_JOB == 1

@@ -8,6 +8,7 @@ rule synth_videos:
         "results/logs/data/videos.log",
     benchmark:
         "results/benchmarks/data/videos.tsv"
+    priority: CHAIN_PRIORITY
     conda:
         "../../envs/data.yaml"
     threads: 1

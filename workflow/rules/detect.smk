@@ -193,6 +193,7 @@ rule detect_transfer:
         dataset="|".join(TRANSFER_DATASETS),
         arm=r"[a-z0-9_]+",
         seed=r"\d+",
+    priority: CHAIN_PRIORITY
     conda:
         "../../envs/torch.yaml"
     threads: DETECT_THREADS

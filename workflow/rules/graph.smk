@@ -8,6 +8,8 @@ from repro.graph.shards import n_shards  # noqa: E402
 GRAPH = config["graph"]
 GRAPH_SEEDS = GRAPH["seeds"]
 GRAPH_VARIANTS = GRAPH["variants"]
+# Context-net training and the graph build: `graph.threads: null` falls back to the top-level `threads`.
+GRAPH_THREADS = GRAPH["threads"] or THREADS
 GRAPH_BIG = (
     config["scale"] == "full"
 )  # memory/runtime requests: paper scale vs laptop scales
@@ -45,6 +47,7 @@ rule graph_mine:
         "results/benchmarks/graph/mine_{shard}.tsv"
     wildcard_constraints:
         shard=r"\d+",
+    priority: CHAIN_PRIORITY
     conda:
         "../../envs/torch.yaml"
     threads: 1
@@ -78,6 +81,7 @@ rule graph_merge:
         "results/logs/graph/merge.log",
     benchmark:
         "results/benchmarks/graph/merge.tsv"
+    priority: CHAIN_PRIORITY
     conda:
         "../../envs/torch.yaml"
     threads: 1
@@ -107,9 +111,10 @@ rule graph_features_context:
         "results/benchmarks/graph/features_context_s{seed}.tsv"
     wildcard_constraints:
         seed=r"\d+",
+    priority: CHAIN_PRIORITY
     conda:
         "../../envs/torch.yaml"
-    threads: THREADS
+    threads: GRAPH_THREADS
     resources:
         mem_mb=32000 if GRAPH_BIG else 2000,
         runtime=720 if GRAPH_BIG else 30,
@@ -165,9 +170,10 @@ rule graph_build:
     wildcard_constraints:
         variant="main|hog|short",
         seed=r"\d+",
+    priority: CHAIN_PRIORITY
     conda:
         "../../envs/torch.yaml"
-    threads: THREADS
+    threads: GRAPH_THREADS
     resources:
         mem_mb=64000 if GRAPH_BIG else 2000,
         runtime=720 if GRAPH_BIG else 20,

@@ -99,6 +99,7 @@ rule pretrain_train:
     wildcard_constraints:
         arm="|".join(PRETRAIN_ARM_NAMES),
         seed=r"\d+",
+    priority: CHAIN_PRIORITY
     conda:
         "../../envs/torch.yaml"
     threads: PRETRAIN_THREADS

@@ -6,6 +6,10 @@ QUANT_NETS = sorted(
     name for name, spec in config["quant"]["nets"].items() if spec["enabled"]
 )
 QUANT_NET = config["quant"]["nets"]
+# `quant.threads: null` falls back to the top-level `threads` (full scale). The CLI gets the section
+# without it, so changing the threads per job reruns nothing.
+QUANT_THREADS = config["quant"]["threads"] or THREADS
+QUANT_CLI = {k: v for k, v in config["quant"].items() if k != "threads"}
 
 
 rule quant_run:
@@ -29,13 +33,13 @@ rule quant_run:
         seed=r"\d+",
     conda:
         "../../envs/torch.yaml"
-    threads: THREADS
+    threads: QUANT_THREADS
     resources:
         mem_mb=lambda wc: QUANT_NET[wc.net]["mem_mb"],
         runtime=lambda wc: QUANT_NET[wc.net]["runtime"],
         gpu=0,
     params:
-        cfg=as_json(config["quant"]),
+        cfg=as_json(QUANT_CLI),
         ckpt=lambda wc: f"results/checkpoints/quant/{wc.net}_s{wc.seed}",
     shell:
         "python -m repro.quant run --config {params.cfg:q} --seed {wildcards.seed} --threads {threads}"
@@ -79,7 +83,7 @@ rule quant_aggregate:
         mem_mb=4000,
         runtime=30,
     params:
-        cfg=as_json(config["quant"]),
+        cfg=as_json(QUANT_CLI),
     shell:
         "python -m repro.quant aggregate --config {params.cfg:q} --threads {threads} --in {input}"
         " --summary {output.summary} --claims {output.claims} --figure {output.figures}"
