@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import pickle
+import re
 import struct
 from pathlib import Path
 
@@ -117,6 +118,16 @@ def test_inception_option_stops_the_dag_before_any_job(tmp_path: Path) -> None:
     proc = run_snakemake(["-n", "--configfile", str(FULL), str(extra)], tmp_path)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "gan.inception_weights" in out, out[-2000:]
+
+
+def test_experiment_seeds_override_the_stage_seeds_in_the_dag(tmp_path: Path) -> None:
+    extra = tmp_path / "seeds.yaml"
+    extra.write_text(yaml.safe_dump({"gan": {"run": ["ring8", "stacked"], "seeds": 4,
+                                             "experiments": {"stacked": {"seeds": 2}}}}))
+    proc = run_snakemake(["-n", "--configfile", str(extra), "--", "results/claims/gan.json"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = set(re.findall(r"results/gan/(\w+)/(\w+)/s(\d+)\.json", proc.stdout))
+    assert {(e, s) for e, _, s in jobs} == {("ring8", s) for s in "0123"} | {("stacked", s) for s in "01"}
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,10 @@ from repro.gan.plan import (
 GAN = config["gan"]
 GAN_RUN = list(GAN["run"])
 GAN_EXP = GAN["experiments"]
-GAN_SEEDS = list(range(GAN["seeds"]))
+# Seeds 0..n-1 per experiment: its own `seeds` where set, else gan.seeds.
+GAN_SEEDS = {
+    _exp: list(range(GAN_EXP[_exp].get("seeds") or GAN["seeds"])) for _exp in GAN_RUN
+}
 GAN_MIXTURES = MIXTURE_DATASETS
 # Half-hour runs at full scale: their training jobs form the group `gan_small` when the run asks to
 # bundle it (the slurm profile's group-components: a few submissions instead of one per run); otherwise,
@@ -48,7 +51,7 @@ GAN_JOBS = {
         "results/gan/{experiment}/{arm}/s{seed}{ext}",
         experiment=_exp,
         arm=GAN_EXP[_exp]["arms"],
-        seed=GAN_SEEDS,
+        seed=GAN_SEEDS[_exp],
         ext=_ext,
     )
     for _exp in GAN_RUN

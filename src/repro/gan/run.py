@@ -138,7 +138,7 @@ def train_arm(job: TrainJob, cfg: dict[str, Any], dist_info: DistInfo, device: t
     ckpt = RunCheckpoint(job.checkpoint_dir, run_identity(
         stage="gan.train", seed=job.seed, experiment=job.experiment, arm=job.arm,
         config={**{k: cfg[k] for k in ("inception_weights", "metrics")},
-                "experiment": {k: v for k, v in exp.items() if k not in ("arms", "checkpoint_every")}},
+                "experiment": {k: v for k, v in exp.items() if k not in ("arms", "checkpoint_every", "seeds")}},
         inputs={"data": job.inp, "scorer": job.scorer},
     ), is_main=dist_info.is_main, log=say)
     try:
