@@ -180,6 +180,12 @@ def test_readme_table_from_the_run(fixture_run: Path, tmp_path: Path) -> None:
     assert text.startswith("# title\n\n" + BEGIN) and text.count(BEGIN) == 1 and END in text and "intro" in text
 
 
+def test_readme_table_marks_a_run_from_uncommitted_changes() -> None:
+    from repro.report.readme import _short
+
+    assert _short("0123456789abcdef0123-dirty") == "0123456789ab-dirty" and _short("0123456789abcdef") == "0123456789ab"
+
+
 def test_every_paper_with_a_claim_has_a_title_and_a_short_name() -> None:
     """The report's paper column and the README's results table name every paper a claim cites."""
     cited = {e["paper"] for e in all_paper_values().values()} | {"1612.02136", "1708.02556", "1708.03888"}

@@ -25,10 +25,15 @@ SHORT = {
 }
 
 
+def _short(commit: str) -> str:
+    """The commit's first 12 hex digits, keeping provenance's ``-dirty`` mark of uncommitted changes."""
+    return commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
+
+
 def results_table(summary: pd.DataFrame, *, scale: str, commit: str, date: str) -> str:
     """Markdown: one line per paper with its verdict counts, Holm survivors, and the run it comes from."""
     lines = [
-        f"**Results of the {scale} run** ({date}, commit `{commit[:12]}`; details in `results/report/index.html`)",
+        f"**Results of the {scale} run** ({date}, commit `{_short(commit)}`; details in `results/report/index.html`)",
         "",
         "| paper | holds | fails | underpowered | no effect at this power | no test | not run at this scale | holds after Holm (paper / table) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
