@@ -34,10 +34,10 @@ CFG = {
     "weight_decay": 5e-4,
     "poly_power": 2.0,
     "sgd": {"lrs": {"alexnet": [0.05], "alexnet_bn": [0.05]}, "lr_factors": [1.0], "ref_batch": 8,
-            "scaling": "linear", "warmup_epochs": 0.5, "warmup_start": 0.0},
+            "scaling": "linear", "warmup_epochs": 0.5, "warmup_start": 0.0, "edge_steps": 0},
     "lars": {"lrs": {"alexnet": [2.0, 5.0], "alexnet_bn": [5.0]}, "lr_factors": [1.0], "ref_batch": 8,
              "scaling": "sqrt", "warmup_epochs": 0.5, "warmup_start": 0.0, "trust_coefficient": 1e-3,
-             "exclude_bias_and_norm": False},
+             "exclude_bias_and_norm": False, "edge_steps": 0},
     "wide": {"model": "alexnet_bn", "arm": "lars", "batches": []},
     "longer": {"model": "alexnet_bn", "arm": "lars", "epochs": [2]},
     "claims": {"hold_tolerance_pp": 1.0, "ratio_spread_min": 10.0},
@@ -124,6 +124,23 @@ def test_lr_search_uses_first_seed_then_other_seeds_at_best_lr() -> None:
     assert out["runs"][0]["lr"] == pytest.approx(2.0)
     assert study.scaled_lr(2.0, 32, 8, "sqrt") == pytest.approx(4.0)
     assert study.scaled_lr(0.1, 32, 8, "linear") == pytest.approx(0.4)
+
+
+def test_search_continues_past_the_grid_edge_while_the_best_lr_is_the_edge() -> None:
+    assert study.beyond_edge([0.1, 0.2, 0.4], 0.1) == pytest.approx(0.05)  # the grid's own step, downwards
+    assert study.beyond_edge([0.1, 0.2, 0.4], 0.4) == pytest.approx(0.8)
+    assert study.beyond_edge([10.0, 30.0, 100.0], 10.0) == pytest.approx(3.33333)
+    assert study.beyond_edge([0.1, 0.2, 0.4], 0.2) is None and study.beyond_edge([0.1], 0.1) is None
+    assert study.beyond_edge([0.1, 0.2], None) is None  # every LR diverged: nothing to continue from
+    data = prepare(_arrays(), val_fraction=0.2)
+    cfg = {**CFG, "sgd": {**CFG["sgd"], "lrs": {"alexnet": [1e-4, 2e-4]}, "edge_steps": 2}}
+    out = study.run_cell(data, cfg, model_name="alexnet", arm="sgd", batch=8, epochs=1, seeds=[0, 1])
+    search = [r["lr_ref"] for r in out["runs"] if r["seed"] == 0]
+    assert search[:2] == [1e-4, 2e-4] and len(search) in (3, 4)  # at most edge_steps past the grid
+    assert set(search[2:]) <= {5e-5, 2.5e-5, 4e-4, 8e-4}
+    best = max((r for r in out["runs"] if r["seed"] == 0), key=lambda r: (r["val_acc"], -r["lr_ref"]))
+    assert out["chosen_lr_ref"] == best["lr_ref"] and out["lr_grid"] == [1e-4, 2e-4]
+    assert [r["lr_ref"] for r in out["runs"] if r["seed"] == 1] == [out["chosen_lr_ref"]]
 
 
 def test_divergence_is_counted_not_scored_and_the_best_finite_lr_is_chosen() -> None:

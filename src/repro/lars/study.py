@@ -44,7 +44,7 @@ from repro.lars.optim import LARS, warmup_poly_schedule
 from repro.lars.plan import lr_grid, scaled_lr
 from repro.lars.ratios import layer_ratios
 
-__all__ = ["choose_lr", "lr_grid", "make_optimizer", "run_cell", "run_key", "scaled_lr", "warmup_epochs"]
+__all__ = ["beyond_edge", "choose_lr", "lr_grid", "make_optimizer", "run_cell", "run_key", "scaled_lr", "warmup_epochs"]
 
 # Config keys that do not change a cell's results (not part of its checkpoint's run identity).
 NOT_SHAPING_RUN = ("checkpoint_every", "device", "eval_batch", "threads", "runtime_min", "amp")
@@ -196,6 +196,23 @@ def choose_lr(runs: list[dict[str, Any]], seed: int) -> float | None:
     return float(best["lr_ref"])
 
 
+def beyond_edge(tried: list[float], chosen: float | None) -> float | None:
+    """The next LR past the edge of the searched LRs when the best one is that edge, else None.
+
+    A best LR at the smallest (largest) LR tried says the optimum may lie below (above) the grid; the
+    search then continues geometrically with the grid's own step there (lo^2 / next-lowest, hi^2 /
+    next-highest), both arms alike, up to ``edge_steps`` times per cell.
+    """
+    grid = sorted(tried)
+    if chosen is None or len(grid) < 2:
+        return None
+    if chosen == grid[0]:
+        return float(f"{grid[0] ** 2 / grid[1]:.6g}")
+    if chosen == grid[-1]:
+        return float(f"{grid[-1] ** 2 / grid[-2]:.6g}")
+    return None
+
+
 def run_cell(
     data: StudyData,
     cfg: dict[str, Any],
@@ -209,8 +226,9 @@ def run_cell(
     dist: DistInfo | None = None,
 ) -> dict[str, Any]:
     """Search the arm's LR grid (:func:`lr_grid`) with the first seed (best validation accuracy of the
-    runs that did not diverge, as the paper picks the best LR per batch), then train the remaining
-    seeds at that LR (none when every LR diverged); resumable from ``ckpt``.
+    runs that did not diverge, as the paper picks the best LR per batch), past its edge while the best
+    LR is the edge (:func:`beyond_edge`, ``edge_steps``), then train the remaining seeds at that LR
+    (none when every LR diverged); resumable from ``ckpt``.
 
     The checkpoint (this cell's: its identity covers model, arm, batch, epochs, seeds, config and data)
     holds the finished runs' results and the state of the run in progress, so an interrupted job redoes
@@ -253,6 +271,14 @@ def run_cell(
     for lr_ref in grid:
         ensure(lr_ref, seeds[0])
     chosen = choose_lr(finished, seeds[0])
+    tried = list(grid)
+    for _ in range(cfg[arm]["edge_steps"]):
+        beyond = beyond_edge(tried, chosen)
+        if beyond is None:
+            break
+        ensure(beyond, seeds[0])
+        tried = sorted({*tried, beyond})
+        chosen = choose_lr(finished, seeds[0])
     if chosen is None:
         print(f"{model_name} {arm} B={batch} E={epochs}: every LR of {grid} diverged; no other seeds run",
               file=sys.stderr)
