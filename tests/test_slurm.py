@@ -106,9 +106,10 @@ def test_every_profile_entry_names_an_existing_rule() -> None:
 def test_profile_resolves_gpu_and_cpus_for_training_jobs(tmp_path: Path, gpus_per_job: int) -> None:
     """Dry run with the slurm profile. gpus_per_job=1: every training job gets gpu=1 and cpus_per_task ==
     its threads (as before the key existed). 2: the DDP training jobs get gpu=2 and 2 x threads CPUs."""
+    top = tmp_path / "threads.yaml"  # the LARS cells take the top-level threads, as at full scale
+    top.write_text(yaml.safe_dump({"threads": 3, "gpus_per_job": gpus_per_job, "lars": {"threads": None}}))
     proc = run_snakemake(
-        ["-n", "--profile", "slurm", "--cores", "8", "--configfile", str(SMOKE),
-         "--config", "threads=3", f"gpus_per_job={gpus_per_job}"],
+        ["-n", "--profile", "slurm", "--cores", "8", "--configfile", str(SMOKE), str(top)],
         tmp_path,
         timeout=300,
     )
