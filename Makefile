@@ -39,7 +39,7 @@ rehearsal: $(VENV)/.installed
 	VENV=$(abspath $(VENV)) .ci/slurm/run_rehearsal.sh
 
 ## bench: benchmarks incl. the smoke DAG (about 2-3 min on 2 cores) -> results/bench.json, results/bench.png
-##        BENCH_ARGS="--dag both" adds the whole DAG on the embedded default (~24 min more); "--quick": ~2 min
+##        BENCH_ARGS="--dag both" adds the whole DAG on the embedded default (~25 min more); "--quick": ~2 min
 bench: $(VENV)/.installed
 	PATH=$(BIN):$$PATH $(BIN)/python -m bench $(BENCH_ARGS)
 

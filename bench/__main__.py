@@ -1,7 +1,7 @@
 """``python -m bench`` (``make bench``): run the benchmarks, write ``results/bench.json`` and ``results/bench.png``.
 
     .venv/bin/python -m bench                  # everything but the default DAG (about 2-3 min on 2 cores)
-    .venv/bin/python -m bench --dag default    # + the whole DAG on the embedded default (about 24 min more)
+    .venv/bin/python -m bench --dag default    # + the whole DAG on the embedded default (about 25 min more)
     .venv/bin/python -m bench --quick          # a fast subset: small sizes, no DAG run (~2 min)
     .venv/bin/python -m bench --only lars kmeans --out /tmp/bench.json
 
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a fast subset: small sizes and no DAG run")
     p.add_argument("--dag", choices=["none", "smoke", "default", "both"], default=None,
-                   help="whole-DAG runs: smoke (default), default (~24 min), both, none (default with --quick)")
+                   help="whole-DAG runs: smoke (default), default (~25 min), both, none (default with --quick)")
     p.add_argument("--only", nargs="+", choices=ORDER, help="run only these benchmarks")
     p.add_argument("--skip", nargs="+", choices=ORDER, default=[], help="skip these benchmarks")
     p.add_argument("--dag-workdir", type=Path, default=None,

@@ -1,7 +1,7 @@
 """Benchmark: the whole DAG, wall time on 2 cores, with per-rule times from Snakemake's benchmark TSVs.
 
     .venv/bin/python -m bench.dag --config smoke        # goal <= 3 min  (about 2-4 min)
-    .venv/bin/python -m bench.dag --config default      # goal <= 20 min (about 24 min at c1527ac)
+    .venv/bin/python -m bench.dag --config default      # goal <= 20 min (about 25 min at 130a78c)
 
 Runs ``snakemake -s <repo>/Snakefile -d <scratch folder> --cores 2 [--configfile smoke.yaml]`` in a
 fresh scratch work folder (data synthesized there, nothing shared with ``results/``), and reads every
