@@ -353,8 +353,8 @@ def scale_note(cfg: dict[str, Any], cells: list[dict[str, Any]]) -> str:
         f"x {lars['lr_factors']}, warm-up {lars['warmup_epochs']} epochs (paper: LARS 2 AlexNet / 5 AlexNet-BN of "
         f"100, AlexNet-BN baseline without warm-up); poly(2) decay for both. Best LR per cell by validation "
         f"accuracy of seed {cells[0]['seeds'][0] if cells else '?'} among the runs that did not diverge (while the "
-        f"best is the grid's smallest or largest LR the search goes on past it, up to {sgd.get('edge_steps', 0)} / "
-        f"{lars.get('edge_steps', 0)} more LRs for SGD / LARS), then "
+        f"best is the grid's smallest or largest LR the search goes on past it, up to {sgd['edge_steps']} / "
+        f"{lars['edge_steps']} more LRs for SGD / LARS), then "
         f"{cfg['seeds']} seeds at it; diverged runs are counted, not scored. "
         "LARS uses lambda = eta where ||w|| = 0 (zero-initialised biases and BN shifts would otherwise never move)."
     )

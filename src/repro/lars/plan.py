@@ -34,7 +34,29 @@ def lr_grid(arm_cfg: dict[str, Any], model_name: str) -> list[float]:
     if not grid:
         raise ValueError(f"no LR grid for model {model_name!r}")
     factors = arm_cfg.get("lr_factors") or [1.0]
-    return sorted({float(f"{float(lr) * float(f):.6g}") for lr in grid for f in factors})
+    return sorted({_rounded(float(lr) * float(f)) for lr in grid for f in factors})
+
+
+def beyond_edge(tried: list[float], chosen: float | None) -> float | None:
+    """The next LR past the edge of the searched LRs when the best one is that edge, else None.
+
+    A best LR at the smallest (largest) LR tried says the optimum may lie below (above) the grid; the
+    search then continues geometrically with the grid's own step there (lo^2 / next-lowest, hi^2 /
+    next-highest), both arms alike, up to ``edge_steps`` times per cell.
+    """
+    grid = sorted(tried)
+    if chosen is None or len(grid) < 2:
+        return None
+    if chosen == grid[0]:
+        return _rounded(grid[0] ** 2 / grid[1])
+    if chosen == grid[-1]:
+        return _rounded(grid[-1] ** 2 / grid[-2])
+    return None
+
+
+def _rounded(lr: float) -> float:
+    """An LR to 6 significant digits, so grid points computed two ways compare equal."""
+    return float(f"{lr:.6g}")
 
 
 def cells(cfg: dict[str, Any]) -> list[tuple[str, str, int, int]]:

@@ -41,7 +41,7 @@ from repro.lars.data import StudyData
 from repro.lars.engine import Diverged, TrainState, _epoch_order, evaluate, steps_per_epoch, train
 from repro.lars.models import build_model
 from repro.lars.optim import LARS, warmup_poly_schedule
-from repro.lars.plan import lr_grid, scaled_lr
+from repro.lars.plan import beyond_edge, lr_grid, scaled_lr
 from repro.lars.ratios import layer_ratios
 
 __all__ = ["beyond_edge", "choose_lr", "lr_grid", "make_optimizer", "run_cell", "run_key", "scaled_lr", "warmup_epochs"]
@@ -196,23 +196,6 @@ def choose_lr(runs: list[dict[str, Any]], seed: int) -> float | None:
     return float(best["lr_ref"])
 
 
-def beyond_edge(tried: list[float], chosen: float | None) -> float | None:
-    """The next LR past the edge of the searched LRs when the best one is that edge, else None.
-
-    A best LR at the smallest (largest) LR tried says the optimum may lie below (above) the grid; the
-    search then continues geometrically with the grid's own step there (lo^2 / next-lowest, hi^2 /
-    next-highest), both arms alike, up to ``edge_steps`` times per cell.
-    """
-    grid = sorted(tried)
-    if chosen is None or len(grid) < 2:
-        return None
-    if chosen == grid[0]:
-        return float(f"{grid[0] ** 2 / grid[1]:.6g}")
-    if chosen == grid[-1]:
-        return float(f"{grid[-1] ** 2 / grid[-2]:.6g}")
-    return None
-
-
 def run_cell(
     data: StudyData,
     cfg: dict[str, Any],
@@ -277,7 +260,7 @@ def run_cell(
         if beyond is None:
             break
         ensure(beyond, seeds[0])
-        tried = sorted({*tried, beyond})
+        tried.append(beyond)
         chosen = choose_lr(finished, seeds[0])
     if chosen is None:
         print(f"{model_name} {arm} B={batch} E={epochs}: every LR of {grid} diverged; no other seeds run",
