@@ -136,7 +136,7 @@ def test_lars_failed_rerun_keeps_results(lars, capsys) -> None:
     tmp, run = lars
     assert run() == 0
     before = _snapshot(tmp / "out")
-    assert set(before) == {"cell.json", "ck/finished.pt"}  # a finished job's checkpoint is retired
+    assert set(before) == {"cell.json"}  # a finished job's checkpoint is deleted
     fails_naming(lambda: run(_truncate(tmp / "cls.npz", tmp / "cut.npz")), capsys, "cut.npz")
     assert _snapshot(tmp / "out") == before  # same files, same bytes, no temporaries
     capsys.readouterr()
@@ -227,7 +227,7 @@ def test_detect_failed_rerun_keeps_results(detect, capsys) -> None:
     tmp, data, run = detect
     assert run() == 0
     before = _snapshot(tmp / "out")
-    assert set(before) == {"metrics.json", "model.pt", "ck/finished.pt"}  # a finished job's checkpoint is retired
+    assert set(before) == {"metrics.json", "model.pt"}  # a finished job's checkpoint is deleted
     fails_naming(lambda: run(_detect_case(tmp, data, "corrupt_image")), capsys, "002.png")
     assert _snapshot(tmp / "out") == before
     capsys.readouterr()
@@ -312,7 +312,7 @@ def test_quant_failed_rerun_keeps_results(quant, capsys) -> None:
     tmp, data, run = quant
     assert run() == 0
     before = _snapshot(tmp / "out")
-    assert {"run.json", "run.pt", "ck/dense/finished.pt"} <= set(before) and "ck/dense/latest.pt" not in before
+    assert {"run.json", "run.pt"} <= set(before) and not any(k.startswith("ck/") for k in before)  # deleted
     fails_naming(lambda: run(_truncate(data, tmp / "cut.npz")), capsys, "cut.npz")
     assert _snapshot(tmp / "out") == before
 

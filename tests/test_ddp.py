@@ -47,8 +47,9 @@ def _env() -> dict[str, str]:
 
 
 def _torchrun(module: str, args: list[str], *, nproc: int = 2, timeout: float = 180) -> subprocess.CompletedProcess:
+    """``module`` on ``nproc`` ranks; each finished checkpoint is kept as ``finished.pt`` to be read."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", module, *args]
+           str(Path(__file__).with_name("keep_finished.py")), module, *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=timeout)
     assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
     return proc
@@ -149,7 +150,7 @@ def test_lars_cell_two_ranks_match_one_process(tmp_path: Path) -> None:
     assert a["val_acc"] == b["val_acc"] and a["test_acc"] == b["test_acc"]
     assert b["test_loss"] == pytest.approx(a["test_loss"], rel=RTOL)
     assert b["epoch_train_loss"] == pytest.approx(a["epoch_train_loss"], rel=RTOL)
-    assert (tmp_path / "ck" / "finished.pt").is_file()  # rank 0 wrote the checkpoint (retired at the end)
+    assert (tmp_path / "ck" / "finished.pt").is_file()  # rank 0 wrote the checkpoint
 
 
 # ------------------------------------------------------------------ detection
