@@ -37,6 +37,12 @@ cleanup() {
 trap cleanup EXIT
 trap on_signal INT TERM
 
+# The run's files peak at about 4.5 GB (ResNet-50 detectors and towers, each written once; finished
+# jobs delete their checkpoints): refuse before any work when the scratch folder's disk has less.
+NEED_MB=5000
+FREE_MB=$(df -Pm "$WORK" | awk 'NR == 2 {print $4}')
+[ "$FREE_MB" -ge "$NEED_MB" ] || fail "$WORK has $FREE_MB MB free; the rehearsal needs about $NEED_MB MB"
+
 # ---- 1. SLURM ------------------------------------------------------------------------------------
 slurm_up
 SUBMITTED_BEFORE=$(timeout 10 squeue -h --states=all -o %i | wc -l)
