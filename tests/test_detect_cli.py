@@ -104,7 +104,7 @@ def test_kill_and_resume_gives_the_same_weights(data: Path, tmp_path: Path, monk
     steps = (tmp_path / "killed" / "steps.csv").read_text()
     assert steps == (tmp_path / "straight" / "steps.csv").read_text()  # the whole log, file for file
     assert [r.split(",")[0] for r in steps.splitlines()[1:]] == ["1", "2", "3", "4"]
-    assert not (tmp_path / "killed" / "ckpt" / "latest.pt").exists()  # a finished job's checkpoint is retired
+    assert not (tmp_path / "killed" / "ckpt" / "latest.pt").exists()  # a finished job's checkpoint is deleted
 
 
 def test_transfer_from_backbone_weights(data: Path, tmp_path: Path) -> None:

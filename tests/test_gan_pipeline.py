@@ -173,7 +173,7 @@ def test_cli_train_every_arm_on_ring8(data: Path, tmp_path: Path, arm: str) -> N
 
 
 def test_cli_rerun_after_finishing_is_a_fresh_run(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    """A finished job's checkpoint is retired: a rerun (--forcerun) trains afresh, to the same numbers."""
+    """A finished job's checkpoint is deleted: a rerun (--forcerun) trains afresh, to the same numbers."""
     assert _train(data, tmp_path, "ring8", "gan", _cfg()) == 0
     first = json.loads((tmp_path / "gan.json").read_text())["final"]
     capsys.readouterr()

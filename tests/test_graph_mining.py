@@ -155,7 +155,7 @@ def test_cli_end_to_end_tiny(video_dir: Path, tmp_path: Path) -> None:
             "--nodes", str(out["nodes"]), "--out", str(feats), "--metrics", str(tmp_path / "m.csv"),
             "--weights", str(tmp_path / "context.pt"), "--checkpoint-dir", str(ckpt)]
     assert main(args) == 0
-    assert not (ckpt / "latest.pt").exists()  # a finished job's checkpoint is retired: a rerun is a fresh run
+    assert not (ckpt / "latest.pt").exists()  # a finished job's checkpoint is deleted: a rerun is a fresh run
     assert len((tmp_path / "m.csv").read_text().splitlines()) == 7  # header + 6 steps
     first = np.load(feats)["x"]
     assert main(args) == 0  # a fresh run, to the same features

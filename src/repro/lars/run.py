@@ -36,7 +36,7 @@ class CellJob:
 
 
 def run_cell_job(job: CellJob, cfg: dict[str, Any]) -> None:
-    """Train the cell on every rank of the run; rank 0 writes its JSON and retires the checkpoint."""
+    """Train the cell on every rank of the run; rank 0 writes its JSON and deletes the checkpoint."""
     if job.batch < 1 or job.epochs < 1:
         raise ValueError(f"lars cell: --batch and --epochs must be >= 1, got {job.batch}, {job.epochs}")
     arrays = load_classification(job.inp)
