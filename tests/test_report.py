@@ -204,6 +204,9 @@ def test_scale_trend_config_scales_only_the_stages_data_and_steps() -> None:
     assert scaled_config(cfg, "fpn", 2)["data"]["detection"] == {"n_train": 800, "n_val": 100}
     assert scaled_config(cfg, "lars", 2)["lars"] == {"epochs": 16, "longer": {"epochs": [32]}}
     assert cfg["gan"]["experiments"]["ring8"]["steps"] == 3000  # a copy
+    # the TI transfer writes one claims file per data set; each scales the transfer's keys
+    voc = scaled_config({**cfg, "detect": {"transfer": {"iterations": 150}}}, "ti_transfer_voc2007", 2)
+    assert voc["detect"]["transfer"]["iterations"] == 300 and voc["data"]["detection"]["n_train"] == 800
     with pytest.raises(ValueError, match="no scaled keys"):
         scaled_config(cfg, "nope", 2)
 

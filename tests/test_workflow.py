@@ -46,6 +46,20 @@ def test_dry_run_builds_dag(tmp_path: Path, configfile: Path | None) -> None:
     assert "synth_mixtures" in proc.stdout or "download" in proc.stdout
 
 
+@pytest.mark.parametrize("configfile, transfer", [(None, ["synthetic"]), (FULL, ["voc2007", "coco2017"])],
+                         ids=["default", "full"])
+def test_scale_trend_plans_a_scaled_run_of_every_claims_file(tmp_path: Path, configfile: Path | None,
+                                                              transfer: list[str]) -> None:
+    """The opt-in `scale_trend` target resolves: each stage's claims file at 2x and 4x, the TI transfer's
+    once per data set (its claims files are ti_transfer_<data set>.json)."""
+    args = ["-n", "--cores", "2", "scale_trend"] + (["--configfile", str(configfile)] if configfile else [])
+    proc = run_snakemake(args, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for stem in ["gan", "quant", "lars", "graph", "pretrain", "fpn"] + [f"ti_transfer_{d}" for d in transfer]:
+        for k in (2, 4):
+            assert f"results/scale_trend/{stem}_x{k}/results/claims/{stem}.json" in proc.stdout, (stem, k)
+
+
 def test_full_config_lists_every_real_dataset_download(tmp_path: Path) -> None:
     proc = run_snakemake(["-n", "--cores", "2", "--configfile", str(FULL)], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -5,7 +5,10 @@
 # .snakemake/), so the default run's outputs are never touched. One stage alone:
 # `snakemake results/scale_trend/gan/trend.png`. The report embeds results/scale_trend/*/trend.png
 # when present (rerun it after the trend: `snakemake --forcerun report results/report/index.html`).
-TREND_STAGES = ["gan", "quant", "lars", "graph", "pretrain", "fpn", "ti_transfer"]
+# Each trend stage is a claims file's stem (results/claims/<stem>.json): the TI transfer has one per data set.
+TREND_STAGES = ["gan", "quant", "lars", "graph", "pretrain", "fpn"] + [
+    f"ti_transfer_{_ds}" for _ds in TRANSFER_DATASETS
+]
 TREND_FACTORS = [2, 4]
 
 

@@ -48,12 +48,20 @@ def _scale(node: Any, path: list[str], factor: int) -> None:
             node[key] = int(node[key] * factor)
 
 
+def scaled_stage(claims_stem: str) -> str:
+    """The :data:`SCALED` entry of a claims file's stem: the stem itself, or the stage before a data
+    set suffix (``ti_transfer_voc2007`` -> ``ti_transfer``: one claims file per transfer data set)."""
+    for stage in sorted(SCALED, key=len, reverse=True):
+        if claims_stem == stage or claims_stem.startswith(stage + "_"):
+            return stage
+    raise ValueError(f"scale_trend: no scaled keys for stage {claims_stem!r} (known: {sorted(SCALED)})")
+
+
 def scaled_config(config: dict[str, Any], stage: str, factor: int) -> dict[str, Any]:
-    """``config`` with the stage's :data:`SCALED` keys multiplied by ``factor`` (a copy)."""
-    if stage not in SCALED:
-        raise ValueError(f"scale_trend: no scaled keys for stage {stage!r} (known: {sorted(SCALED)})")
+    """``config`` with the :data:`SCALED` keys of ``stage`` (a claims file's stem) multiplied by
+    ``factor`` (a copy)."""
     out = copy.deepcopy(config)
-    for dotted in SCALED[stage]:
+    for dotted in SCALED[scaled_stage(stage)]:
         _scale(out, dotted.split("."), factor)
     return out
 
@@ -122,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     cfg = sub.add_parser("config", help="the default config with one stage scaled by k (YAML)")
     cfg.add_argument("--config", type=json.loads, required=True, help="the whole config as JSON")
-    cfg.add_argument("--stage", required=True, choices=sorted(SCALED))
+    cfg.add_argument("--stage", required=True, help=f"a claims file's stem: one of {sorted(SCALED)}, or "
+                     "ti_transfer_<data set>")
     cfg.add_argument("--factor", type=int, required=True)
     cfg.add_argument("--out", type=Path, required=True)
     plot = sub.add_parser("plot", help="the trend of the default's failing and inconclusive claims")
