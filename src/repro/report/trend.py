@@ -13,6 +13,7 @@ import argparse
 import copy
 import json
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -116,11 +117,12 @@ def trend_plot(table: pd.DataFrame, stage: str, out: Path) -> Path | None:
             ax.axhline(float(first["paper_value"]), color=PAPER_COLOUR, lw=1.2)
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(rows["factor"].unique()), [f"{f}x" for f in sorted(rows["factor"].unique())])
-        ax.set_title(claim_id[:40], fontsize=8)
+        ax.set_title(claim_id[:50], fontsize=8)
     for ax in list(axes.flat)[len(claims):]:
         ax.axis("off")
-    fig.suptitle(f"{stage}: claims failing or inconclusive at 1x (this config), at 1x / 2x / 4x its data and steps "
-                 "(dashed: threshold, blue: paper; colour = verdict at that scale)", fontsize=8.5)
+    title = (f"{stage}: claims failing or inconclusive at 1x (this config), at 1x / 2x / 4x its data and steps "
+             "(dashed: threshold, blue: paper; colour = verdict at that scale)")
+    fig.suptitle(textwrap.fill(title, width=int(15 * 3.6 * cols)), fontsize=8.5)  # ~15 characters an inch
     fig.tight_layout()
     return atomic_savefig(fig, out)
 
