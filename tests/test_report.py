@@ -202,7 +202,8 @@ def test_scale_trend_config_scales_only_the_stages_data_and_steps() -> None:
     assert gan["gan"]["experiments"]["ring8"] == {"steps": 12000, "lr": 0.002}
     assert gan["gan"]["experiments"]["digits"]["steps"] == 8000 and gan["lars"] == cfg["lars"]
     assert scaled_config(cfg, "fpn", 2)["data"]["detection"] == {"n_train": 800, "n_val": 100}
-    assert scaled_config(cfg, "lars", 2)["lars"] == {"epochs": 16, "longer": {"epochs": [32]}}
+    lars = scaled_config({**cfg, "data": {"classification": {"n_train": 8000}}}, "lars", 2)
+    assert lars["data"]["classification"]["n_train"] == 16000 and lars["lars"] == cfg["lars"]  # steps x2, not x4
     assert cfg["gan"]["experiments"]["ring8"]["steps"] == 3000  # a copy
     # the TI transfer writes one claims file per data set; each scales the transfer's keys
     voc = scaled_config({**cfg, "detect": {"transfer": {"iterations": 150}}}, "ti_transfer_voc2007", 2)

@@ -27,7 +27,7 @@ from repro.common.io import atomic_write_bytes
 SCALED: dict[str, tuple[str, ...]] = {
     "gan": ("gan.experiments.*.steps",),
     "quant": ("quant.nets.*.epochs", "quant.nets.*.prune_epochs"),
-    "lars": ("data.classification.n_train", "lars.epochs", "lars.longer.epochs"),
+    "lars": ("data.classification.n_train",),  # epochs stay: k x the images is k x the optimizer steps
     "graph": ("data.videos.n_videos", "graph.features.steps"),
     "pretrain": ("data.videos.n_videos", "graph.features.steps", "pretrain.steps"),
     "fpn": ("data.detection.n_train", "detect.iterations"),
