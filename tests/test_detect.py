@@ -460,7 +460,9 @@ def test_claim_verdicts_from_paired_seed_differences() -> None:
     assert rows["fpn_claim_ap_fpn_minus_c4"].verdict == "holds"
     assert rows["fpn_claim_ap_fpn_minus_c4"].paper_value == pytest.approx(0.023)
     assert rows["fpn_claim_ap_c4_minus_c5"].verdict == "inconclusive"  # -0.05, +0.06, -0.20: CI straddles 0
-    assert "fpn_claim_ar1k_fpn_minus_p2_only" not in rows  # ablation not run: no row
+    not_run = rows["fpn_claim_ar1k_fpn_minus_p2_only"]  # ablation not run: a note naming the missing model
+    assert (not_run.n_seeds, not_run.ours_mean, not_run.test) == (0, None, "none")
+    assert "no fpn_p2_only runs (add to detect.models" in not_run.scale_note
     runs_fail = _runs({"fpn": [0.1, 0.11], "c4": [0.3, 0.3], "c5": [0.0, 0.0]})
     rows = {r.claim_id: r for r in claim_rows(FPN_CLAIMS, runs_fail, paper="FPN", scale_note="t")}
     assert rows["fpn_claim_ap_fpn_minus_c4"].verdict == "fails"
@@ -481,7 +483,16 @@ def test_transfer_claims_follow_arm_names_and_data_set() -> None:
     ids = {c.claim_id for c in transfer_claims(["scratch", "intra_only", "transitive", "context"], "coco2017")}
     assert ids == {f"ti_transfer_coco_t4_{p}" for p in ("transitive_minus_intra", "intra_minus_scratch",
                                                         "transitive_minus_scratch", "transitive_minus_context")}
-    assert transfer_claims(["scratch"], "voc2007") == ()
+    # every ordering is a claim whatever was run; an arm not run keeps its config name, so its row is a note
+    only_scratch = {c.claim_id: c.models for c in transfer_claims(["scratch"], "voc2007")}
+    assert only_scratch["ti_transfer_voc07_t3_transitive_minus_intra"] == {"transitive", "intra"}
+    assert only_scratch["ti_transfer_voc07_t3_transitive_minus_context"] == {"transitive", "context"}
+    rows = claim_rows(transfer_claims(["scratch", "intra", "transitive"], "synthetic"),
+                      {a: {0: {"bbox.AP": 0.1}, 1: {"bbox.AP": 0.2}} for a in ("scratch", "intra", "transitive")},
+                      paper="TI", scale_note="test", config_key="detect.transfer.arms")
+    context = next(r for r in rows if r.claim_id == "ti_transfer_synth_transitive_minus_context")
+    assert context.n_seeds == 0 and "no context runs (add to detect.transfer.arms" in context.scale_note
+    assert all(r.n_seeds == 2 for r in rows if r is not context)
     close = {c.claim_id for c in transfer_claims(["scratch", "transitive", "imagenet"], "coco2017")}
     assert "ti_transfer_coco_t4_transitive_close_to_imagenet" in close
     assert not any("imagenet" in c.claim_id for c in transfer_claims(["scratch", "transitive", "imagenet"], "voc2007"))

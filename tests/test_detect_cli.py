@@ -169,7 +169,10 @@ def test_aggregate_writes_fpn_coco_json_and_claims(tmp_path: Path) -> None:
     rows = {r["claim_id"]: r for r in read_claims(claims)}
     assert rows["fpn_claim_ap_fpn_minus_c4"]["verdict"] == "holds"  # +0.08 on both seeds
     assert rows["fpn_claim_ap_fpn_minus_c4"]["n_seeds"] == 2
-    assert "fpn_claim_ar1k_fpn_minus_no_topdown" not in rows
+    topdown = rows["fpn_claim_ar1k_fpn_minus_no_topdown"]  # not run: a note, no measurement
+    assert topdown["n_seeds"] == 0 and topdown["ours_mean"] is None and "fpn_no_topdown" in topdown["scale_note"]
+    pooler = rows["fpn_claim_ap_roialign_minus_roipool"]  # one pooler only: the Mask R-CNN row is a note
+    assert pooler["n_seeds"] == 0 and "fpn_roi_pool" in pooler["scale_note"]
 
 
 def test_transfer_aggregate_writes_ti_transfer_json_and_claims(tmp_path: Path) -> None:

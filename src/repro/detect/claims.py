@@ -142,10 +142,10 @@ def transfer_claims(arms: Sequence[str], dataset: str) -> tuple[DiffClaim, ...]:
     family, key, label = TRANSFER_FAMILIES[dataset]
     by_row = {ARM_PAPER_ROW.get(a): a for a in arms}
     out = []
+    default_arm = {"tracking": "intra"}  # a row's arm when it was not run (claim_rows notes it missing)
     for hi, lo, name in TRANSFER_PAIRS:
-        if hi in by_row and lo in by_row:
-            a, b = by_row[hi], by_row[lo]
-            out.append(_delta(f"ti_transfer_{family}_{name}", f"{label}, {a} - {b} (fraction)", key, a, b))
+        a, b = (by_row.get(r, default_arm.get(r, r)) for r in (hi, lo))
+        out.append(_delta(f"ti_transfer_{family}_{name}", f"{label}, {a} - {b} (fraction)", key, a, b))
     if {"transitive", "imagenet", "scratch"} <= set(by_row) and dataset != "voc2007":  # Table 3: no scratch
         t, i, s = by_row["transitive"], by_row["imagenet"], by_row["scratch"]
         out.append(DiffClaim(f"ti_transfer_{family}_transitive_close_to_imagenet",
@@ -167,11 +167,25 @@ def per_seed_values(claim: DiffClaim, runs: Runs) -> list[float]:
     return out
 
 
-def claim_rows(claims: Sequence[DiffClaim], runs: Runs, *, paper: str, scale_note: str) -> list[ClaimRow]:
-    """One ClaimRow per claim whose models were all run (paper value converted from % to a fraction)."""
+def not_run_row(claim_id: str, metric: str, *, paper: str, reason: str) -> ClaimRow:
+    """A claim no run of this configuration stands behind: a note with the paper's value, no verdict."""
+    ref = paper_value(claim_id)
+    paper_val = None if ref["value"] is None else round(float(ref["value"]) / 100.0, 6)
+    return ClaimRow(paper=paper, claim_id=claim_id, claim=ref["claim"], metric=metric, paper_value=paper_val,
+                    ours_mean=None, ours_ci95=None, n_seeds=0, verdict="inconclusive",
+                    scale_note=f"not run in this configuration: {reason}")
+
+
+def claim_rows(claims: Sequence[DiffClaim], runs: Runs, *, paper: str, scale_note: str,
+               config_key: str = "detect.models") -> list[ClaimRow]:
+    """One ClaimRow per claim (paper value converted from % to a fraction); a claim with a model or arm
+    that was not run is a :func:`not_run_row` naming it and the config list it is missing from."""
     rows = []
     for c in claims:
-        if not all(m in runs for m in c.models):
+        missing = sorted(m for m in c.models if m not in runs)
+        if missing:
+            rows.append(not_run_row(c.claim_id, c.metric, paper=paper,
+                                    reason=f"no {' or '.join(missing)} runs (add to {config_key} to run it)."))
             continue
         ref = paper_value(c.claim_id)
         values = per_seed_values(c, runs)

@@ -19,8 +19,10 @@ from repro.common.provenance import provenance_record
 from repro.detect.claims import (
     ARM_PAPER_ROW,
     FPN_CLAIMS,
+    POOLER_CLAIM_ID,
     TRANSFER_FAMILIES,
     claim_rows,
+    not_run_row,
     pooler_claim,
     timing_row,
     transfer_claims,
@@ -180,6 +182,11 @@ def fpn_summary(paths: Sequence[Path], config: dict[str, Any], *, started: str, 
                                   pooler=f"RoIAlign (sampling ratio {cfg['sampling_ratio']}) in one arm, RoIPool in the other")
         rows += claim_rows([pooler], flat, paper="Mask R-CNN (arXiv 1703.06870)",
                            scale_note=pooler_note + " " + budget_note(models))
+    else:
+        rows.append(not_run_row(POOLER_CLAIM_ID, "COCO AP, FPN with RoIAlign - with RoIPool (fraction)",
+                                paper="Mask R-CNN (arXiv 1703.06870)",
+                                reason=f"it needs an FPN with each pooler, and detect.models has one (pooler {cfg['pooler']}):"
+                                       " add fpn_roi_pool (or fpn_roi_align under pooler roi_pool)."))
     extra: dict[str, Any] = {}
     if timing is not None:
         t = read_json(timing)
@@ -239,7 +246,7 @@ def transfer_summary(paths: Sequence[Path], config: dict[str, Any], *, started: 
             " detector). VOC-style mAP@0.5 is the 11-point VOC07 metric computed by pycocotools."
             f" {n_seeds} seed(s), paired per seed, Student-t 95% CI.")
     rows = claim_rows(transfer_claims(list(by_arm), dataset), flat, paper="Transitive Invariance (arXiv 1708.02901)",
-                      scale_note=note)
+                      scale_note=note, config_key="detect.transfer.arms")
     summary = {"units": UNITS, "dataset": dataset, "claims_family": family, "arms": arms,
                "paper_reference": transfer_paper_reference(), **_closing(rows, cfg, started)}
     return summary, rows
