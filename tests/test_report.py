@@ -19,6 +19,7 @@ from repro.common.claims import NO_EFFECT, UNDERPOWERED, one_sample_test, write_
 from repro.common.paper_values import all_paper_values  # noqa: E402
 from repro.report.cli import main  # noqa: E402
 from repro.report.collect import NOT_RUN, PAPERS  # noqa: E402
+from repro.report.notes import split_common  # noqa: E402
 from repro.report.readme import BEGIN, END, SHORT, update_readme  # noqa: E402
 
 
@@ -49,6 +50,8 @@ def fixture_run(tmp_path: Path) -> Path:
         _tested("fix_no_effect", [0.002, -0.001, 0.001], paper_value=0.2),  # MDE ~0.005 < the paper's 0.2
         _tested("fix_missing", [], paper_value=None, n_seeds=2),
         _tested("fix_full_only", [], paper_value=None),
+        _row("fix_not_in_config", ours_mean=None, ours_ci95=None, n_seeds=0, verdict="inconclusive",  # a stage's own
+             scale_note="not run in this configuration: no fpn_p2_only runs (add to detect.models to run it)."),  # note
     ])
     write_claims(claims / "larsfix.json", [  # a file written before the test fields: read, power unknown
         _row("fix_lars", paper="1708.03888", metric="top-1 accuracy", paper_value=58.2, ours_mean=0.7, ours_ci95=None, n_seeds=1, verdict="inconclusive"),
@@ -165,7 +168,9 @@ def test_power_holm_and_the_stage_note_said_once(fixture_run: Path) -> None:
     assert bool(table.loc["fix_fpn_ap", "holm_paper"]) and bool(table.loc["fix_fpn_ap", "holm_table"])
     assert not bool(table.loc["fix_fpn_aps", "holm_paper"])  # p ~0.018 x 3 (the second smallest of 4): not below 0.05
     page = (fixture_run / "report" / "index.html").read_text()
-    assert page.count("256-px synthetic shapes, tiny ResNet.") == 1  # said once above the stage's table
+    # said once above the stage's table; a row the stage did not run keeps its own note whole beside it
+    assert page.count("256-px synthetic shapes, tiny ResNet.") == 1
+    assert "no fpn_p2_only runs (add to detect.models to run it)." in page
     assert "Per seed: six." in page and "n needed" in page and "Holm: paper ✓, table ✓" in page
 
 
@@ -231,3 +236,15 @@ def test_scale_trend_plot_and_the_report_embeds_it(tmp_path: Path) -> None:
     assert main(["--out-csv", str(tmp_path / "c.csv"), "--out-html", str(page),
                  "--trend-dir", str(tmp_path / "scale_trend")]) == 0
     assert "Where each failing claim is heading" in page.read_text() and "fpnfix: claims against scale" in page.read_text()
+
+
+def test_split_common_says_most_rows_note_once_and_keeps_another_kind_whole() -> None:
+    notes = ["Tiny ResNet. Three seeds. Per seed: 1.", "Tiny ResNet. Three seeds. Per seed: 2.",
+             "Tiny ResNet. Three seeds. Per seed: 3.", "Inference time on 16 images."]
+    common, own, whole = split_common(notes)
+    assert common == "Tiny ResNet. Three seeds."
+    assert own == ["Per seed: 1.", "Per seed: 2.", "Per seed: 3.", "Inference time on 16 images."] and whole == [3]
+    # the shared sentences are looked for among the picked notes only; the others lose them where they have them
+    common, own, whole = split_common(notes + ["Not run. Tiny ResNet. Three seeds."], among=[True] * 4 + [False])
+    assert common == "Tiny ResNet. Three seeds." and own[4] == "Not run." and whole == [3]
+    assert split_common(notes[2:]) == ("", notes[2:], [])  # two rows with nothing shared: nothing lifted

@@ -48,7 +48,10 @@ def collect_claims(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
             # a row no experiment stands behind at this scale (no value, no seed) is a note, not a verdict
             status = ("measured" if row["ours_mean"] is not None
                       else NOT_RUN if not row["n_seeds"] else "missing value")
-            rows.append({"stage": stage, **row, "where": ref.get("where", ""), "unit": ref.get("unit", ""), "status": status})
+            # the reference's unit names its own value; a stage that rescaled it (% to a fraction) says the
+            # row's unit in its metric instead
+            unit = ref.get("unit", "") if row["paper_value"] == ref.get("value") else ""
+            rows.append({"stage": stage, **row, "where": ref.get("where", ""), "unit": unit, "status": status})
             seen.add(row["claim_id"])
     for claim_id, ref in refs.items():
         if claim_id in seen or ref["kind"] != "claim":

@@ -96,10 +96,11 @@ def _verdict(row: pd.Series) -> str:
     return text
 
 
-def _stage_note(stage: str, common: str) -> str:
+def _stage_note(stage: str, common: str, but: list[str]) -> str:
     if not common:
         return ""
-    return (f"<p class='stagenote'><b>{html.escape(stage)}</b>, said once for every row below: "
+    rows = "every measured row below" + (f" but {', '.join(but)} (their notes in full)" if but else "")
+    return (f"<p class='stagenote'><b>{html.escape(stage)}</b>, said once for {html.escape(rows)}: "
             f"{html.escape(common)}</p>")
 
 
@@ -107,8 +108,11 @@ def _claims_table(rows: pd.DataFrame) -> str:
     """One stage's rows of one paper: the notes' shared sentences once above, each row's own beside it."""
     notes = rows["scale_note"].astype(str).copy()
     stated = notes != NOT_RUN  # a stage's own note, not the placeholder of a reference entry no stage ran
-    common, own = split_common(notes[stated].tolist())
+    # the shared sentences are looked for among the measured rows: a row the stage did not run may say
+    # only why, and then shares nothing
+    common, own, whole = split_common(notes[stated].tolist(), among=(rows["status"] != NOT_RUN)[stated].tolist())
     notes[stated] = own
+    but = [str(rows.loc[stated, "claim_id"].iloc[i]) for i in whole]
     cols = "".join(f'<col style="width:{w}%">' for w in (19, 12, 10, 15, 11, 9, 24))
     head = cols + ("<tr><th>claim</th><th>metric</th><th>paper (where)</th><th>ours: mean [95% CI] (n seeds)</th>"
                    "<th>test, power (80%)</th><th>verdict</th><th>this row's note</th></tr>")
@@ -124,7 +128,7 @@ def _claims_table(rows: pd.DataFrame) -> str:
             f'<td class="num">{_ours(row)}</td><td class="power">{_power(row)}</td><td>{_verdict(row)}</td>'
             f'<td class="note">{html.escape(notes[i])}</td></tr>'
         )
-    return _stage_note(str(rows["stage"].iloc[0]), common) + f"<table class='claims'>{head}{''.join(body)}</table>"
+    return _stage_note(str(rows["stage"].iloc[0]), common, but) + f"<table class='claims'>{head}{''.join(body)}</table>"
 
 
 SUMMARY_HEAD = (
