@@ -167,11 +167,15 @@ def per_seed_values(claim: DiffClaim, runs: Runs) -> list[float]:
     return out
 
 
+def _paper_fraction(ref: Mapping[str, object]) -> float | None:
+    """The paper's value (a percentage in paper_values) as a fraction, as our metrics are."""
+    return None if ref["value"] is None else round(float(ref["value"]) / 100.0, 6)
+
+
 def not_run_row(claim_id: str, metric: str, *, paper: str, reason: str) -> ClaimRow:
     """A claim no run of this configuration stands behind: a note with the paper's value, no verdict."""
     ref = paper_value(claim_id)
-    paper_val = None if ref["value"] is None else round(float(ref["value"]) / 100.0, 6)
-    return ClaimRow(paper=paper, claim_id=claim_id, claim=ref["claim"], metric=metric, paper_value=paper_val,
+    return ClaimRow(paper=paper, claim_id=claim_id, claim=ref["claim"], metric=metric, paper_value=_paper_fraction(ref),
                     ours_mean=None, ours_ci95=None, n_seeds=0, verdict="inconclusive",
                     scale_note=f"not run in this configuration: {reason}")
 
@@ -194,8 +198,7 @@ def claim_rows(claims: Sequence[DiffClaim], runs: Runs, *, paper: str, scale_not
             note += f" Only {len(values)} seed(s) with all runs, so there is no CI and the verdict is inconclusive."
         if ref["value"] is None:
             note += f" The paper gives no number here ({ref['where']}): a measurement beside the paper's statement."
-        paper_val = None if ref["value"] is None else round(float(ref["value"]) / 100.0, 6)
         rows.append(ClaimRow(paper=paper, claim_id=c.claim_id, claim=ref["claim"], metric=c.metric,
-                             paper_value=paper_val, scale_note=note,
+                             paper_value=_paper_fraction(ref), scale_note=note,
                              **one_sample_test(values, threshold=0.0).fields()))
     return rows

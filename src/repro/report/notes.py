@@ -27,11 +27,11 @@ def split_common(notes: Sequence[str], among: Sequence[bool] | None = None) -> t
     use = list(among) if among is not None else [True] * len(notes)
     split = [sentences(n) for n in notes]
     pick = [set(parts) for parts, u in zip(split, use) if u]
-    need = max(2, math.ceil(2 * len(pick) / 3))
     if len(pick) < 2:
         return "", list(notes), []
     shared = set.intersection(*pick)
     if not shared:  # no sentence in every note: the one most of them share
+        need = max(2, math.ceil(2 * len(pick) / 3))
         counts = Counter(s for parts in pick for s in parts)
         shared = {s for s, c in counts.items() if c >= need}
         while shared and sum(shared <= parts for parts in pick) < need:
