@@ -443,7 +443,7 @@ def _net_module(arm: str, experiment: str, net: str) -> nn.Module:
 
 
 # ------------------------------------------------------------------ through the pipeline (config gpus_per_job)
-DDP_RULES = {"lars_cell", "detect_train", "detect_transfer", "pretrain_train", "gan_train"}
+DDP_RULES = {"lars_cell", "detect_train", "detect_transfer", "pretrain_train", "gan_train", "gan_train_seeds"}
 TORCHRUN_2 = "torchrun --standalone --nproc_per_node=2 -m repro."
 
 
@@ -451,8 +451,11 @@ def _dry_run_jobs(workdir: Path, gpus_per_job: int) -> dict[tuple[str, str], tup
     """``snakemake -n -p`` of the smoke DAG: (rule, outputs) -> (shell command, resources, threads) of each job."""
     from conftest import SMOKE, run_snakemake
 
-    proc = run_snakemake(["-n", "-p", "--configfile", str(SMOKE), "--config", f"gpus_per_job={gpus_per_job}"],
-                         workdir, timeout=300)
+    # digits at its own seed count: one gan_train job per seed beside ring8's gan_train_seeds jobs
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "digits_seeds.yaml").write_text("gan: {experiments: {digits: {seeds: 1}}}\n")
+    proc = run_snakemake(["-n", "-p", "--configfile", str(SMOKE), str(workdir / "digits_seeds.yaml"),
+                          "--config", f"gpus_per_job={gpus_per_job}"], workdir, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     jobs = {}
     text = proc.stdout + proc.stderr
@@ -468,7 +471,7 @@ def _dry_run_jobs(workdir: Path, gpus_per_job: int) -> dict[tuple[str, str], tup
 
 
 def test_gpus_per_job_launches_the_training_rules_with_torchrun(tmp_path: Path) -> None:
-    """Dry runs (-n -p) of the smoke DAG: with gpus_per_job=2 the five DDP training rules start
+    """Dry runs (-n -p) of the smoke DAG: with gpus_per_job=2 the six DDP training rules start
     ``torchrun --standalone --nproc_per_node=2 -m repro.<stage>`` and declare gpu=2 and
     cpus_per_task=2 x threads; every other job, and every job with gpus_per_job=1, is ``python -m``
     as before the key existed; apart from the launcher the two runs' commands are identical (the

@@ -130,6 +130,27 @@ def test_experiment_seeds_override_the_stage_seeds_in_the_dag(tmp_path: Path) ->
     assert {(e, s) for e, _, s in jobs} == {("ring8", s) for s in "0123"} | {("stacked", s) for s in "01"}
 
 
+@pytest.mark.parametrize("one_job", [True, False])
+def test_small_experiments_train_their_seeds_in_one_job_when_asked(tmp_path: Path, one_job: bool) -> None:
+    """gan.seeds_in_one_job: ring8's arms run one job each over seeds 0..3 (rule gan_train_seeds); stacked, with
+    its own seed count, and every experiment when the key is false run one job per seed (rule gan_train)."""
+    extra = tmp_path / "seeds.yaml"
+    extra.write_text(yaml.safe_dump({"gan": {"run": ["ring8", "stacked"], "seeds": 4, "seeds_in_one_job": one_job,
+                                             "experiments": {"stacked": {"seeds": 2}}}}))
+    proc = run_snakemake(["-n", "-p", "--configfile", str(extra), "--", "results/claims/gan.json"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rules = re.findall(r"^rule (gan_train\w*):\n(?:.*\n)*?\s+output: (.*)$", proc.stdout, flags=re.M)
+    per_job = sorted((rule, tuple(re.findall(r"results/gan/(\w+)/\w+/s(\d+)\.json", out))) for rule, out in rules)
+    ring8 = [(r, o) for r, o in per_job if o[0][0] == "ring8"]
+    if one_job:
+        assert ring8 == [("gan_train_seeds", tuple(("ring8", s) for s in "0123"))] * 3, per_job
+        assert re.search(r"repro\.gan train .*--seed 0 1 2 3 ", proc.stdout), proc.stdout[-3000:]
+    else:
+        assert ring8 == sorted(("gan_train", (("ring8", s),)) for s in "0123" for _ in range(3)), per_job
+    assert sorted(o for r, o in per_job if o[0][0] == "stacked") == sorted((("stacked", s),) for s in "01" for _ in "ab")
+    assert {r for r, o in per_job if o[0][0] == "stacked"} == {"gan_train"}
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from repro.data.digits import write_digits
@@ -170,6 +191,58 @@ def test_cli_train_every_arm_on_ring8(data: Path, tmp_path: Path, arm: str) -> N
     assert res["mode_std"] == pytest.approx(0.02**0.5) and 0 < res["final"]["w1_real"] < 1
     with np.load(tmp_path / f"{arm}.npz") as f:
         assert f["samples"].shape == (64, 2) and f["generator"].max() == (3 if arm.startswith("mgan") else 0)
+
+
+def test_cli_one_job_over_seeds_gives_each_seed_its_own_jobs_numbers(data: Path, tmp_path: Path) -> None:
+    """``train --seed 0 1``: each run seeded as its own process would be, so every number but the timing
+    is what the one-seed jobs give, and the samples are the same bytes."""
+    cfg, inp = _cfg(), str(data / "mixtures" / "ring8.npz")
+
+    def paths(tag: str, seeds: list[int]) -> list[str]:
+        return [arg for flag, ext in (("--out", "json"), ("--samples", "npz"), ("--weights", "pt"), ("--metrics-csv", "csv"))
+                for arg in (flag, *(str(tmp_path / f"{tag}{s}.{ext}") for s in seeds))]
+
+    common = ["train", "--config", cfg, "--experiment", "ring8", "--arm", "mgan", "--in", inp]
+    assert run_cli(main, [*common, "--seed", "0", "1", *paths("both", [0, 1])]) == 0
+    for seed in (0, 1):
+        assert run_cli(main, [*common, "--seed", str(seed), *paths("alone", [seed])]) == 0
+        both, alone = (json.loads((tmp_path / f"{tag}{seed}.json").read_text()) for tag in ("both", "alone"))
+        assert both["provenance"]["seed"] == alone["provenance"]["seed"] == seed
+        drop = ("train_s",)
+        assert [{k: v for k, v in h.items() if k not in drop} for h in both["history"]] == \
+            [{k: v for k, v in h.items() if k not in drop} for h in alone["history"]]
+        assert (tmp_path / f"both{seed}.npz").read_bytes() == (tmp_path / f"alone{seed}.npz").read_bytes()
+    assert json.loads((tmp_path / "both0.json").read_text())["final"] != json.loads((tmp_path / "both1.json").read_text())["final"]
+
+
+def test_cli_one_job_over_seeds_keeps_finished_seeds_when_a_later_one_fails(data: Path, tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture) -> None:
+    """Seed 1's results cannot be written: the job fails, seed 0's last checkpoint stays, and the rerun resumes
+    seed 0 at its last step (no training) to the same numbers, then deletes both checkpoints."""
+    (tmp_path / "blocker").write_text("a file where seed 1's folder should be")
+    args = ["train", "--config", _cfg(), "--experiment", "ring8", "--arm", "gan", "--in", str(data / "mixtures" / "ring8.npz"),
+            "--seed", "0", "1", "--samples", str(tmp_path / "s0.npz"), str(tmp_path / "s1.npz"),
+            "--weights", str(tmp_path / "s0.pt"), str(tmp_path / "s1.pt"), "--metrics-csv", str(tmp_path / "s0.csv"),
+            str(tmp_path / "s1.csv"), "--checkpoint-dir", str(tmp_path / "ck0"), str(tmp_path / "ck1")]
+    with pytest.raises(FileExistsError, match="blocker"):
+        main([*args, "--out", str(tmp_path / "s0.json"), str(tmp_path / "blocker" / "s1.json")])
+    first = json.loads((tmp_path / "s0.json").read_text())
+    assert list((tmp_path / "ck0").iterdir()), "seed 0 finished: its checkpoint must outlive the failed job"
+    capsys.readouterr()
+    assert run_cli(main, [*args, "--out", str(tmp_path / "s0.json"), str(tmp_path / "s1.json")]) == 0
+    assert "resumed from step 20" in capsys.readouterr().err
+    again = json.loads((tmp_path / "s0.json").read_text())
+    assert again["history"] == first["history"] and again["final"] == first["final"]
+    assert not (tmp_path / "ck0").exists() and not (tmp_path / "ck1").exists()
+
+
+def test_cli_one_job_over_seeds_needs_one_path_per_seed(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    args = ["train", "--config", _cfg(), "--experiment", "ring8", "--arm", "gan", "--in", str(data / "mixtures" / "ring8.npz"),
+            "--seed", "0", "1", "--out", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--samples", str(tmp_path / "a.npz"),
+            "--weights", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--metrics-csv", str(tmp_path / "a.csv"), str(tmp_path / "b.csv")]
+    assert run_cli(main, args) == 2
+    assert "--samples got 1 path(s) for 2 seed(s)" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.json"))  # refused before any training
 
 
 def test_cli_rerun_after_finishing_is_a_fresh_run(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

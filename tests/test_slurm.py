@@ -107,7 +107,9 @@ def test_profile_resolves_gpu_and_cpus_for_training_jobs(tmp_path: Path, gpus_pe
     """Dry run with the slurm profile. gpus_per_job=1: every training job gets gpu=1 and cpus_per_task ==
     its threads (as before the key existed). 2: the DDP training jobs get gpu=2 and 2 x threads CPUs."""
     top = tmp_path / "threads.yaml"  # the LARS cells take the top-level threads, as at full scale
-    top.write_text(yaml.safe_dump({"threads": 3, "gpus_per_job": gpus_per_job, "lars": {"threads": None}}))
+    # digits at its own seed count: one gan_train job per seed beside ring8's gan_train_seeds jobs
+    top.write_text(yaml.safe_dump({"threads": 3, "gpus_per_job": gpus_per_job, "lars": {"threads": None},
+                                   "gan": {"experiments": {"digits": {"seeds": 1}}}}))
     proc = run_snakemake(
         ["-n", "--profile", "slurm", "--cores", "8", "--configfile", str(SMOKE), str(top)],
         tmp_path,

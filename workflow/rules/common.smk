@@ -149,6 +149,23 @@ def classification_input():
     )
 
 
+def gan_small_group(wildcards):
+    """Group `gan_small` for the small experiments' GAN training jobs when the run bundles that group."""
+    from repro.gan.plan import SMALL_EXPERIMENTS
+
+    bundle = "gan_small" in (workflow.group_settings.group_components or {})
+    return "gan_small" if bundle and wildcards.experiment in SMALL_EXPERIMENTS else None
+
+
+def gan_train_inputs(wildcards):
+    """The dataset and, for image experiments, the scorer a GAN training job reads (gan.smk's tables)."""
+    scorer = GAN_SCORER_OF.get(wildcards.experiment)
+    return {
+        "data": GAN_DATA[wildcards.experiment],
+        "scorer": [] if scorer is None else f"results/gan/{scorer}/scorer.pt",
+    }
+
+
 # Each stage's .smk registers its final outputs here with `register_targets(...)`;
 # `rule all` (defined after the includes) builds all of them.
 STAGE_TARGETS = []

@@ -1,5 +1,7 @@
 # GANs and mode coverage: plain GAN, Reg-GAN and MDGAN (Che et al., arXiv 1612.02136), MGAN (Hoang et
-# al., arXiv 1708.02556). One training job per (experiment, arm, seed) so a cluster fans out; one
+# al., arXiv 1708.02556). One training job per (experiment, arm, seed) so a cluster fans out (rule
+# gan_train), or, with gan.seeds_in_one_job, one per (experiment, arm) for the small experiments (rule
+# gan_train_seeds: a 2-D run trains in ~8 s, so a process start-up per seed is a fifth of its job); one
 # aggregate job per experiment (summary over seeds + figures); one claims job.
 
 from repro.gan.data import MIXTURE_DATASETS  # noqa: E402
@@ -18,6 +20,18 @@ GAN_SEEDS = {
     _exp: list(range(GAN_EXP[_exp].get("seeds") or GAN["seeds"])) for _exp in GAN_RUN
 }
 GAN_MIXTURES = MIXTURE_DATASETS
+# Experiments whose arms train all their seeds in one job (rule gan_train_seeds, whose outputs list
+# seeds 0..gan.seeds-1): the small ones at gan.seeds seeds when gan.seeds_in_one_job; the others run
+# one job per seed (rule gan_train).
+GAN_ONE_JOB_SEEDS = list(range(GAN["seeds"]))
+GAN_BUNDLED = [
+    _exp
+    for _exp in GAN_RUN
+    if GAN["seeds_in_one_job"]
+    and _exp in SMALL_EXPERIMENTS
+    and GAN_SEEDS[_exp] == GAN_ONE_JOB_SEEDS
+]
+GAN_PER_SEED = [_exp for _exp in GAN_RUN if _exp not in GAN_BUNDLED]
 # Half-hour runs at full scale: their training jobs form the group `gan_small` when the run asks to
 # bundle it (the slurm profile's group-components: a few submissions instead of one per run); otherwise,
 # e.g. locally, they stay plain jobs. The group settings are read when the DAG is built.
@@ -57,6 +71,7 @@ GAN_JOBS = {
     for _exp in GAN_RUN
     for _ext in (".json", "_samples.npz")
 }
+GAN_ARMS = "gan|reggan|reggan_sum|mdgan|mgan|mgan_beta0"
 
 
 rule gan_scorer:
@@ -90,12 +105,7 @@ rule gan_scorer:
 
 rule gan_train:
     input:
-        data=lambda wc: GAN_DATA[wc.experiment],
-        scorer=lambda wc: (
-            []
-            if wc.experiment in GAN_MIXTURES
-            else f"results/gan/{GAN_SCORER_OF[wc.experiment]}/scorer.pt"
-        ),
+        unpack(gan_train_inputs),
     output:
         result="results/gan/{experiment}/{arm}/s{seed}.json",
         samples="results/gan/{experiment}/{arm}/s{seed}_samples.npz",
@@ -106,16 +116,11 @@ rule gan_train:
     benchmark:
         "results/benchmarks/gan/{experiment}_{arm}_s{seed}.tsv"
     wildcard_constraints:
-        experiment="|".join(GAN_RUN) or "__none__",
-        arm="gan|reggan|reggan_sum|mdgan|mgan|mgan_beta0",
+        experiment="|".join(GAN_PER_SEED) or "__none__",
+        arm=GAN_ARMS,
         seed=r"\d+",
     group:
-        lambda wc: (
-            "gan_small"
-            if wc.experiment in GAN_SMALL
-            and "gan_small" in (workflow.group_settings.group_components or {})
-            else None
-        )
+        gan_small_group
     conda:
         "../../envs/torch.yaml"
     threads: GAN_THREADS
@@ -132,6 +137,60 @@ rule gan_train:
     shell:
         ddp_shell(
             "repro.gan train --config {params.cfg:q} --seed {wildcards.seed} --threads {threads}"
+            " --experiment {wildcards.experiment} --arm {wildcards.arm} --in {params.data} {params.scorer}"
+            " --out {output.result} --samples {output.samples} --weights {output.weights}"
+            " --metrics-csv {output.csv} --checkpoint-dir {params.ckpt} > {log} 2>&1"
+        )
+
+
+rule gan_train_seeds:
+    input:
+        unpack(gan_train_inputs),
+    output:
+        result=expand(
+            "results/gan/{{experiment}}/{{arm}}/s{seed}.json", seed=GAN_ONE_JOB_SEEDS
+        ),
+        samples=expand(
+            "results/gan/{{experiment}}/{{arm}}/s{seed}_samples.npz",
+            seed=GAN_ONE_JOB_SEEDS,
+        ),
+        weights=expand(
+            "results/gan/{{experiment}}/{{arm}}/s{seed}_weights.pt",
+            seed=GAN_ONE_JOB_SEEDS,
+        ),
+        csv=expand(
+            "results/gan/{{experiment}}/{{arm}}/s{seed}_metrics.csv",
+            seed=GAN_ONE_JOB_SEEDS,
+        ),
+    log:
+        "results/logs/gan/{experiment}_{arm}.log",
+    benchmark:
+        "results/benchmarks/gan/{experiment}_{arm}.tsv"
+    wildcard_constraints:
+        experiment="|".join(GAN_BUNDLED) or "__none__",
+        arm=GAN_ARMS,
+    group:
+        gan_small_group
+    conda:
+        "../../envs/torch.yaml"
+    threads: GAN_THREADS
+    resources:
+        mem_mb=2000,
+        runtime=30 * len(GAN_ONE_JOB_SEEDS),
+        gpu=GPUS_PER_JOB,
+        cpus_per_task=ddp_cpus,
+    params:
+        cfg=lambda wc: GAN_CFG[wc.experiment],
+        data=lambda wc: GAN_DATA_FILE[wc.experiment],
+        scorer=lambda wc, input: f"--scorer {input.scorer}" if input.scorer else "",
+        seeds=" ".join(map(str, GAN_ONE_JOB_SEEDS)),
+        ckpt=lambda wc: " ".join(
+            f"results/checkpoints/gan/{wc.experiment}_{wc.arm}_s{s}"
+            for s in GAN_ONE_JOB_SEEDS
+        ),
+    shell:
+        ddp_shell(
+            "repro.gan train --config {params.cfg:q} --seed {params.seeds} --threads {threads}"
             " --experiment {wildcards.experiment} --arm {wildcards.arm} --in {params.data} {params.scorer}"
             " --out {output.result} --samples {output.samples} --weights {output.weights}"
             " --metrics-csv {output.csv} --checkpoint-dir {params.ckpt} > {log} 2>&1"

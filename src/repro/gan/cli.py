@@ -2,8 +2,10 @@
 
 - ``scorer``: train the in-pipeline classifier p(y|x) for one image experiment (or wrap the
   Inception network), save it with the training-label marginal and its test accuracy;
-- ``train``: one (experiment, arm, seed) job: train, evaluate over steps, write the results JSON,
-  the per-evaluation metrics CSV, final samples (npz) and final weights (.pt). Runs as one process
+- ``train``: one (experiment, arm) and one or more seeds, one run per seed in turn (each seeded as
+  its own process would be, so its numbers do not depend on the company it runs in): train, evaluate
+  over steps, write the results JSON, the per-evaluation metrics CSV, final samples (npz) and final
+  weights (.pt); each path argument takes one path per seed, in the seeds' order. Runs as one process
   or under ``torchrun --nproc_per_node=N`` / ``srun`` (DDP, ``repro.common.distributed``: the
   experiment's ``batch_size`` is the global batch, and it and the fakes per generator must be
   divisible by N; every rank evaluates, rank 0 alone writes checkpoints and outputs);
@@ -32,14 +34,50 @@ def cmd_scorer(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from repro.common.distributed import barrier, distributed
-    from repro.gan.run import TrainJob, train_arm
+def train_jobs(args: argparse.Namespace) -> list:
+    """One :class:`~repro.gan.run.TrainJob` per ``--seed``, each path argument's i-th path for the i-th seed.
 
+    A path argument with another count than ``--seed`` is a ValueError naming it, before any training.
+    """
+    from repro.gan.run import TrainJob
+
+    seeds = args.seeds
+    per_seed = {"out": "--out", "samples": "--samples", "weights": "--weights", "metrics_csv": "--metrics-csv",
+                "checkpoint_dir": "--checkpoint-dir"}
+    for dest, flag in per_seed.items():
+        paths = getattr(args, dest)
+        if paths is not None and len(paths) != len(seeds):
+            raise ValueError(f"{flag} got {len(paths)} path(s) for {len(seeds)} seed(s) {seeds}: give one per seed")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seed lists a seed twice: {seeds}")
+    common = {"experiment": args.experiment, "arm": args.arm, "inp": args.inp, "scorer": args.scorer}
+    return [TrainJob(**common, seed=seed, started=args.started,
+                     **{d: (getattr(args, d) or [None] * len(seeds))[i] for d in per_seed})
+            for i, seed in enumerate(seeds)]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from repro.common.distributed import barrier, distributed
+    from repro.common.provenance import now_iso
+    from repro.common.runtime import seed_everything
+    from repro.gan.run import train_arm
+
+    jobs = train_jobs(args)
+    finished: list = []  # finished seeds' checkpoints, deleted once every seed is done
     with distributed(args.config["device"], key="gan.device") as (info, device):
-        code = train_arm(job_from_args(TrainJob, args), args.config, info, device)
-        barrier(info)  # the other ranks wait while rank 0 writes the outputs
-    return code
+        for i, job in enumerate(jobs):
+            if i:  # the first run is seeded and stamped by `start`, as a one-seed job is
+                seed_everything(job.seed)
+                job = dataclasses.replace(job, started=now_iso())
+            code = train_arm(job, args.config, info, device, finished=finished if len(jobs) > 1 else None)
+            barrier(info)  # the other ranks wait while rank 0 writes the outputs
+            if code:
+                return code
+    for ckpt in finished:
+        ckpt.finish()
+    return 0
 
 
 # --------------------------------------------------------------------------- aggregate / claims
@@ -91,16 +129,17 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="scorer weights (.pt)")
     p.add_argument("--metrics", type=Path, required=True, help="scorer accuracy etc. (.json)")
 
-    p = add_common_args(sub.add_parser("train", help="one (experiment, arm, seed) job"))
+    p = add_common_args(sub.add_parser("train", help="one (experiment, arm) for one or more seeds"), seed=False)
+    p.add_argument("--seed", dest="seeds", type=int, nargs="+", default=[0], help="random seed(s), one run each")
     p.add_argument("--experiment", required=True)
     p.add_argument("--arm", required=True)
     p.add_argument("--in", dest="inp", type=Path, required=True, help="mixture .npz or image dataset")
     p.add_argument("--scorer", type=Path, help="scorer .pt (image experiments)")
-    p.add_argument("--out", type=Path, required=True, help="results JSON")
-    p.add_argument("--samples", type=Path, required=True, help="final samples (.npz)")
-    p.add_argument("--weights", type=Path, required=True, help="final weights (.pt, weights_only)")
-    p.add_argument("--metrics-csv", type=Path, required=True, help="metrics per evaluation step (.csv)")
-    p.add_argument("--checkpoint-dir", type=Path, help="checkpoint folder (resumed automatically)")
+    p.add_argument("--out", type=Path, nargs="+", required=True, help="results JSON, one per seed")
+    p.add_argument("--samples", type=Path, nargs="+", required=True, help="final samples (.npz), one per seed")
+    p.add_argument("--weights", type=Path, nargs="+", required=True, help="final weights (.pt, weights_only), one per seed")
+    p.add_argument("--metrics-csv", type=Path, nargs="+", required=True, help="metrics per evaluation step (.csv), one per seed")
+    p.add_argument("--checkpoint-dir", type=Path, nargs="+", help="checkpoint folders (resumed automatically), one per seed")
 
     p = add_common_args(sub.add_parser("aggregate", help="one experiment's jobs -> summary and figures"), seed=False)
     p.add_argument("--experiment", required=True)
@@ -118,5 +157,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    if args.command == "train":
+        args.seed = args.seeds[0]  # `start` seeds the first run
     start(args, "gan")  # before any work: a bad config value is named
     return COMMANDS[args.command](args)

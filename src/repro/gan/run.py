@@ -115,9 +115,13 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     atomic_write_bytes(path, buf.getvalue().encode())
 
 
-def train_arm(job: TrainJob, cfg: dict[str, Any], dist_info: DistInfo, device: torch.device) -> int:
+def train_arm(job: TrainJob, cfg: dict[str, Any], dist_info: DistInfo, device: torch.device,
+              finished: list[RunCheckpoint] | None = None) -> int:
     """Train on every rank (one process: the only one); rank 0 writes samples, weights and results.
 
+    Once the outputs are written the run's checkpoint is deleted, or, with ``finished``, appended to it
+    for the caller to delete later (a job over several seeds keeps each finished seed's last checkpoint
+    until every seed is done, so a rerun after a failure resumes them at their last step).
     Returns the exit code: 0, or 3 when the losses diverged (:class:`NonFiniteLossError`).
     """
     t_start = time.perf_counter()
@@ -181,6 +185,9 @@ def train_arm(job: TrainJob, cfg: dict[str, Any], dist_info: DistInfo, device: t
         result["kind"] = data.kind
         result["scorer"] = {k: data.scorer_info[k] for k in ("kind", "test_accuracy", "real_test_is")}
     atomic_write_json(job.out, result)
-    ckpt.finish()
+    if finished is None:
+        ckpt.finish()
+    else:
+        finished.append(ckpt)
     say(f"done in {result['seconds']['total']:.1f} s (train {final['train_s']:.1f} s, eval {evaluate.seconds:.1f} s)")
     return 0
