@@ -223,9 +223,11 @@ def test_full_scale_rehearsal_on_a_real_slurm_cluster(tmp_path: Path, slurm_clus
     (tests/realformat, served on 127.0.0.1) through `--profile slurm`, small jobs grouped into few
     submissions, every output checked, claims and report at scale full; then one LARS cell on the
     ILSVRC2012 miniature's tars (rule imagenet included)."""
-    # 6 SLURM jobs at a time: most of a rehearsal job's turnaround is SLURM's and Snakemake's overhead
-    # (sbatch, srun, two Snakemake start-ups, status polls), so 6 overlap it better than 4 on 2 cores
-    out = run_ci_script("run_rehearsal.sh", dict(slurm_cluster, SLURM_CI_JOBS="6"), tmp_path / "rehearsal",
+    # 12 SLURM jobs at a time: most of a rehearsal job's turnaround is SLURM's and Snakemake's overhead
+    # (sbatch, srun, two Snakemake start-ups, status polls), so more jobs in flight overlap it: 12 took
+    # 540 s to the end of the DAG where 6 took 600 s on 2 cores (the node's 4 fake GPUs still cap the
+    # one-GPU jobs at 4)
+    out = run_ci_script("run_rehearsal.sh", dict(slurm_cluster, SLURM_CI_JOBS="12"), tmp_path / "rehearsal",
                         timeout=2700)
     assert re.search(r"all \d+ SLURM jobs match the requested resources", out), out[-4000:]
     m = re.search(r"sbatch submissions: (\d+) for (\d+) Snakemake jobs \((\d+) group jobs", out)

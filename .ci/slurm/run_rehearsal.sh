@@ -16,7 +16,7 @@
 #    folder, as a user supplies the real ones) and runs one cell through SLURM in a second folder: rule
 #    imagenet verifies and unpacks the tars, the cell streams the JPEGs at 64 px through AlexNet's layers.
 # Environment: SLURM_CI_WORK (scratch folder; default a new mktemp -d), SLURM_CI_TIMEOUT (seconds for
-# the run, default 2400), SLURM_CI_JOBS (SLURM jobs at a time, default 4), VENV (default .venv),
+# the run, default 2400), SLURM_CI_JOBS (SLURM jobs at a time, default 12), VENV (default .venv),
 # SLURM_CI_SHARED=1 (use the running cluster; SLURM_DIR must then name its folder).
 # Exit status 0 only if every check passed.
 set -euo pipefail
@@ -69,7 +69,7 @@ stamp "snakemake --profile slurm --configfile ${CONFIGS[*]} -d $RUN (log: $WORK/
 # --cores 2: a group job runs its jobs side by side up to --cores threads and asks for the GPUs of one
 # such layer, so 2 keeps a group of 1-GPU jobs within the node's (fake) GPUs
 # status checks every 2 s (Snakemake's default 10 s is meant for a busy cluster's squeue)
-run_bounded "${SLURM_CI_TIMEOUT:-2400}" "$WORK/rehearsal.log" "$SMK" --profile slurm --jobs "${SLURM_CI_JOBS:-4}" \
+run_bounded "${SLURM_CI_TIMEOUT:-2400}" "$WORK/rehearsal.log" "$SMK" --profile slurm --jobs "${SLURM_CI_JOBS:-12}" \
   --cores 2 --slurm-init-seconds-before-status-checks 2 --seconds-between-status-checks 2 --verbose \
   --slurm-keep-successful-logs \
   --default-resources "${DEFRES[@]}" --configfile "${CONFIGS[@]}" -d "$RUN" || rc=$?
@@ -100,7 +100,7 @@ IMNET=$WORK/imagenet
 IMNET_CELL=results/lars/cells/alexnet_bn/lars/b16_e1.json
 stamp "LARS on the ILSVRC2012 miniature: $IMNET_CELL through SLURM (log: $WORK/imagenet.log)"
 rc=0
-run_bounded 600 "$WORK/imagenet.log" "$SMK" "$IMNET_CELL" --profile slurm --jobs "${SLURM_CI_JOBS:-4}" --cores 2 \
+run_bounded 600 "$WORK/imagenet.log" "$SMK" "$IMNET_CELL" --profile slurm --jobs "${SLURM_CI_JOBS:-12}" --cores 2 \
   --slurm-init-seconds-before-status-checks 2 --seconds-between-status-checks 2 --verbose \
   --default-resources "${DEFRES[@]}" \
   --configfile "${CONFIGS[@]}" "$IMNET_CFG" -d "$IMNET" || rc=$?

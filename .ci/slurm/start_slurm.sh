@@ -99,6 +99,9 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 SchedulerType=sched/backfill
+# Backfill every second (default 30 s): a job that fits now (a CPU job) starts at once instead of
+# waiting behind one that waits for a GPU; the queue here is a few dozen jobs, so each pass is cheap.
+SchedulerParameters=bf_interval=1
 GresTypes=gpu
 MpiDefault=none
 MailProg=/bin/true
