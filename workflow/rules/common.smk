@@ -74,6 +74,10 @@ GPUS_PER_JOB = config["gpus_per_job"]
 # runs first: its rules carry this priority, so with few cores the independent stages (LARS, GANs, the
 # detectors, quantization) fill the cores around it instead of leaving the chain to run alone at the end.
 CHAIN_PRIORITY = 10
+# Then the longest jobs beside it (the detectors' and the LARS cells' training, 0.5-2 min each in the
+# embedded default) start before the short ones (GAN arms, quantization, aggregates), so the short jobs
+# fill both cores at the end instead of one 2-min detector training alone beside an idle core.
+LONG_JOB_PRIORITY = 5
 TRAIN_PY = (
     "python -m"
     if GPUS_PER_JOB == 1

@@ -50,6 +50,7 @@ rule lars_cell:
     conda:
         "../../envs/torch.yaml"
     threads: LARS_THREADS
+    priority: LONG_JOB_PRIORITY
     resources:
         mem_mb=32000 if LARS_IMAGENET else 4000,
         runtime=LARS["runtime_min"],
