@@ -51,10 +51,10 @@ rule detect_train:
     wildcard_constraints:
         model=DETECT_MODELS,
         seed=r"\d+",
+    priority: LONG_JOB_PRIORITY
     conda:
         "../../envs/torch.yaml"
     threads: DETECT_THREADS
-    priority: LONG_JOB_PRIORITY
     resources:
         mem_mb=48000 if DETECT_FULL else 4000,
         runtime=2880 if DETECT_FULL else 60,

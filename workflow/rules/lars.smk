@@ -47,10 +47,10 @@ rule lars_cell:
         arm="sgd|lars",
         batch=r"\d+",
         epochs=r"\d+",
+    priority: LONG_JOB_PRIORITY
     conda:
         "../../envs/torch.yaml"
     threads: LARS_THREADS
-    priority: LONG_JOB_PRIORITY
     resources:
         mem_mb=32000 if LARS_IMAGENET else 4000,
         runtime=LARS["runtime_min"],
