@@ -4,7 +4,6 @@
 # gan_train_seeds: a 2-D run trains in ~8 s, so a process start-up per seed is a fifth of its job); one
 # aggregate job per experiment (summary over seeds + figures); one claims job.
 
-from repro.gan.data import MIXTURE_DATASETS  # noqa: E402
 from repro.gan.plan import (
     SMALL_EXPERIMENTS,
     planned,
@@ -19,7 +18,6 @@ GAN_EXP = GAN["experiments"]
 GAN_SEEDS = {
     _exp: list(range(GAN_EXP[_exp].get("seeds") or GAN["seeds"])) for _exp in GAN_RUN
 }
-GAN_MIXTURES = MIXTURE_DATASETS
 # Experiments whose arms train all their seeds in one job (rule gan_train_seeds, whose outputs list
 # seeds 0..gan.seeds-1): the small ones at gan.seeds seeds when gan.seeds_in_one_job; the others run
 # one job per seed (rule gan_train).

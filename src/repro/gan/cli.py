@@ -67,11 +67,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     jobs = train_jobs(args)
     finished: list = []  # finished seeds' checkpoints, deleted once every seed is done
     with distributed(args.config["device"], key="gan.device") as (info, device):
-        for i, job in enumerate(jobs):
-            if i:  # the first run is seeded and stamped by `start`, as a one-seed job is
-                seed_everything(job.seed)
-                job = dataclasses.replace(job, started=now_iso())
-            code = train_arm(job, args.config, info, device, finished=finished if len(jobs) > 1 else None)
+        for job in jobs:
+            seed_everything(job.seed)  # each run seeded as its own process would be
+            code = train_arm(dataclasses.replace(job, started=now_iso()), args.config, info, device, finished=finished)
             barrier(info)  # the other ranks wait while rank 0 writes the outputs
             if code:
                 return code
@@ -157,7 +155,5 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    if args.command == "train":
-        args.seed = args.seeds[0]  # `start` seeds the first run
     start(args, "gan")  # before any work: a bad config value is named
     return COMMANDS[args.command](args)
